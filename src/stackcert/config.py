@@ -1,0 +1,140 @@
+"""Typed configuration: the model, the stacks, presets. YAML in, pydantic models out."""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stackcert.errors import ConfigError, UsageError
+from stackcert.yamlio import load_model_file
+
+T = TypeVar("T")
+EngineName = Literal["vllm", "transformers", "endpoint"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OperatorSelection(Strict):
+    """Which operators of an operator library (FlagGems, or the test fault library) are replaced."""
+
+    library: Literal["flag_gems", "fault_ops"] = "flag_gems"
+    include: list[str] | None = Field(None, description="only these operators; None = all the library has")
+    exclude: list[str] = Field(default_factory=list)
+    faults: dict[str, str] = Field(
+        default_factory=dict,
+        description="fault_ops only (a test fixture): operator -> crash | nan | drift",
+    )
+
+
+class StackSpec(Strict):
+    """A named way to run the same model."""
+
+    name: str
+    engine: EngineName = "vllm"
+    description: str = ""
+    env: dict[str, str] = Field(default_factory=dict, description="variables to set")
+    unset_env: list[str] = Field(default_factory=list, description="variables to remove")
+    engine_args: dict[str, Any] = Field(
+        default_factory=dict, description="engine options, snake_case (vLLM: LLM kwargs / server flags)"
+    )
+    operators: OperatorSelection | None = None
+    url: str | None = Field(None, description="endpoint engine: base URL of a running server")
+    api_key_env: str | None = Field(None, description="endpoint engine: name of the variable holding the key")
+    components: list[str] = Field(
+        default_factory=list, description="the replacement components this stack turns on (for diagnosis)"
+    )
+
+    @model_validator(mode="after")
+    def _endpoint_needs_url(self) -> StackSpec:
+        if self.engine == "endpoint" and not self.url:
+            raise ValueError("an endpoint stack needs 'url'")
+        return self
+
+    def child_env(self, base: dict[str, str]) -> dict[str, str]:
+        """The environment a child process of this stack runs with."""
+        env = {k: v for k, v in base.items() if k not in set(self.unset_env)}
+        env.update(self.env)
+        return env
+
+
+class ModelSpec(Strict):
+    source: Literal["demo", "path"] = "demo"
+    path: str | None = Field(None, description="HF checkpoint folder (source: path)")
+    served_name: str | None = None
+    dtype: str = "bfloat16"
+    max_model_len: int = 2048
+    trust_remote_code: bool = False
+    chat_template: str | None = Field(None, description="a Jinja chat template file, for models without one")
+
+    @model_validator(mode="after")
+    def _path_needed(self) -> ModelSpec:
+        if self.source == "path" and not self.path:
+            raise ValueError("model.source 'path' needs model.path")
+        return self
+
+
+class Preset(Strict):
+    name: str
+    description: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    stacks: dict[str, StackSpec]
+    reference: str
+    candidate: str
+    levels: list[str] = Field(default_factory=list, description="isolation levels, one component at a time")
+
+    @model_validator(mode="after")
+    def _names_exist(self) -> Preset:
+        for role in ("reference", "candidate"):
+            name = getattr(self, role)
+            if name not in self.stacks:
+                raise ValueError(f"{role} '{name}' is not one of the stacks {sorted(self.stacks)}")
+        for level in self.levels:
+            if level not in self.stacks:
+                raise ValueError(f"level '{level}' is not one of the stacks {sorted(self.stacks)}")
+        return self
+
+    def stack(self, name: str) -> StackSpec:
+        return pick(name, self.stacks, what="stack", where=f"preset {self.name}")
+
+
+def pick(name: str, table: dict[str, T], *, what: str, where: str) -> T:
+    """Look a name up; a miss answers 'did you mean ...?'."""
+    if name in table:
+        return table[name]
+    close = difflib.get_close_matches(name, list(table), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else f"choose one of: {', '.join(sorted(table))}"
+    raise UsageError(f"unknown {what} '{name}'", where=where, fix=hint)
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("stackcert") / "presets"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> Preset:
+    names = {n: n for n in preset_names()}
+    pick(name, names, what="preset", where="--preset")
+    with resources.as_file(resources.files("stackcert") / "presets" / f"{name}.yaml") as path:
+        return load_model_file(Path(path), Preset)
+
+
+def load_preset_file(path: Path) -> Preset:
+    if not path.exists():
+        raise ConfigError(f"preset file not found: {path}", where=str(path), fix="check the path")
+    return load_model_file(path, Preset)
+
+
+def resolve_stack(name_or_file: str, preset: str = "demo") -> StackSpec:
+    """`NAME` from the preset, or a YAML file holding one stack."""
+    candidate = Path(name_or_file)
+    if name_or_file.endswith((".yaml", ".yml")):
+        if not candidate.exists():
+            raise ConfigError(f"stack file not found: {candidate}", fix="check the path")
+        return load_model_file(candidate, StackSpec)
+    return load_preset(preset).stack(name_or_file)

@@ -1,0 +1,1 @@
+"""Log scanning, finding classification, A/B diff and operator bisection."""

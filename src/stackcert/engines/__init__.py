@@ -1,0 +1,1 @@
+"""Engines (vLLM, transformers, endpoint) and the supervision of the processes they start."""

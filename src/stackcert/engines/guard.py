@@ -1,0 +1,74 @@
+"""A tiny supervisor between stackcert and an engine process.
+
+Run as ``python -m stackcert.engines.guard -- ARGV...``. It starts ARGV in a new process group
+and watches its own stdin, a pipe whose write end only stackcert holds. When stackcert exits for
+any reason (even SIGKILL) the pipe closes, the guard sees EOF and kills the whole engine group, so
+no orphan engine survives. SIGTERM/SIGINT to the guard stop the group gracefully, then by force.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+GRACE_SECONDS = float(os.environ.get("STACKCERT_GUARD_GRACE", "8"))
+
+
+def _kill_group(pgid: int, proc: subprocess.Popen[bytes], grace: float) -> None:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    try:
+        # The leader may be gone while workers of its group still run: always sweep the group.
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] != "--" or len(argv) < 2:
+        print("usage: python -m stackcert.engines.guard -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    cmd = argv[1:]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+    pgid = proc.pid
+    stopping = threading.Event()
+
+    def stop(*_: object) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            _kill_group(pgid, proc, GRACE_SECONDS)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def watch_parent() -> None:
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass
+        stop()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+    code = proc.wait()
+    # The leader ended by itself: sweep whatever it left in its group.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return code if code >= 0 else 128 - code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,156 @@
+"""Supervised child processes: own process group, log file, timeout, no orphans.
+
+Every engine or probe process stackcert starts goes through :class:`ManagedProcess`. The child
+runs under :mod:`stackcert.engines.guard`, which kills the child's whole process group when
+stackcert goes away, even by SIGKILL. We only ever signal process groups we created.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackcert.errors import StepTimeout
+
+_LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int | None
+    timed_out: bool
+    duration_s: float
+    log_path: Path
+
+
+class ManagedProcess:
+    """One child command with its log file, in its own process group, behind a guard."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.argv = [str(a) for a in argv]
+        self.log_path = log_path
+        self.env = dict(env) if env is not None else dict(os.environ)
+        self.cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pipe_w: int | None = None
+        self.started_at: float | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the guard (the engine itself is its child, leader of its own group)."""
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        read_end, write_end = os.pipe()
+        os.set_inheritable(read_end, True)
+        log = self.log_path.open("ab")
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "stackcert.engines.guard", "--", *self.argv],
+                stdin=read_end,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+            log.close()
+        # Keep the write end private: children we start later must not hold it open.
+        os.set_inheritable(write_end, False)
+        self._pipe_w = write_end
+        self.started_at = time.monotonic()
+        _LIVE.add(self)
+        return self
+
+    def poll(self) -> int | None:
+        return self._proc.poll() if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self._proc is None:
+            raise RuntimeError("process not started")
+        return self._proc.wait(timeout=timeout)
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """Stop the guard, which stops the engine group (SIGTERM, then SIGKILL)."""
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=grace + 5)
+            except subprocess.TimeoutExpired:
+                # The guard itself is stuck: kill its session (it leads its own group).
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait(timeout=5)
+        if self._pipe_w is not None:
+            os.close(self._pipe_w)
+            self._pipe_w = None
+        _LIVE.discard(self)
+        return proc.returncode
+
+    def __enter__(self) -> ManagedProcess:
+        return self.start() if self._proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    raise_on_timeout: bool = False,
+) -> Completed:
+    """Run a command to completion under supervision, with a hard time limit."""
+    started = time.monotonic()
+    proc = ManagedProcess(argv, log_path=log_path, env=env, cwd=cwd).start()
+    timed_out = False
+    try:
+        code: int | None = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        code = None
+    finally:
+        proc.stop(grace=3.0)
+    if timed_out and raise_on_timeout:
+        raise StepTimeout(f"command ran past its {timeout:.0f}s limit: {argv[0]}", where=str(log_path))
+    return Completed(list(proc.argv), code, timed_out, time.monotonic() - started, log_path)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_LIVE):
+        proc.stop(grace=3.0)

@@ -1,0 +1,20 @@
+"""Where stackcert keeps its cache and its runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def stackcert_home() -> Path:
+    """`$STACKCERT_HOME`, default `~/.cache/stackcert`."""
+    env = os.environ.get("STACKCERT_HOME")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "stackcert"
+
+
+def models_dir() -> Path:
+    return stackcert_home() / "models"
+
+
+def logs_dir() -> Path:
+    return stackcert_home() / "logs"

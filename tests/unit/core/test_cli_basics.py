@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from stackcert import __version__
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from stackcert.cli import main; main()", *args],
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_version() -> None:
+    out = _cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"stackcert {__version__}"
+
+
+def test_unknown_command_is_a_usage_error_without_traceback() -> None:
+    out = _cli("no-such-command")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "no-such-command" in out.stderr
