@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from pydantic import BaseModel, Field
 
 
@@ -43,7 +45,7 @@ class RequestRecord(BaseModel):
     def itl(self) -> list[float]:
         """Per-chunk inter-token latencies (vLLM's definition): gaps between content chunks."""
         t = self.chunk_times
-        return [b - a for a, b in zip(t, t[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(t)]
 
     @property
     def itl_per_token(self) -> list[float]:
@@ -100,3 +102,39 @@ class RunMetrics(BaseModel):
     token_mismatches: int = 0
     token_sources: dict[str, int] = Field(default_factory=dict)
     malformed_lines: int = 0
+
+
+class RunResult(BaseModel):
+    """One repeat of one load point."""
+
+    repeat: int
+    discarded: bool = False
+    metrics: RunMetrics
+
+
+class PointResult(BaseModel):
+    """One load point (a concurrency or a request rate) of one profile, over its repeats."""
+
+    profile: str
+    point: str  # "c=4" or "rate=2"
+    concurrency: int | None = None
+    request_rate: float | None = None
+    num_prompts: int
+    runs: list[RunResult] = Field(default_factory=list)
+
+    def kept(self) -> list[RunMetrics]:
+        return [r.metrics for r in self.runs if not r.discarded]
+
+
+class BenchResult(BaseModel):
+    status: str  # stackcert.status.Status value: pass | fail | crash
+    reason: str = ""
+    base_url: str
+    model: str
+    tokenizer: str | None = None
+    profiles: list[dict[str, object]] = Field(default_factory=list)  # the profiles as run (scaled)
+    points: list[PointResult] = Field(default_factory=list)
+    records_path: str | None = None
+    log_excerpt: str | None = None
+    findings: list[dict[str, object]] = Field(default_factory=list)
+    duration_s: float = 0.0

@@ -59,7 +59,7 @@ def convert(gguf: Path, out: Path) -> dict[str, Any]:
     del model
 
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    tok.add_bos_token = True
+    tok.add_bos_token = True  # type: ignore[misc]  # a setter exists at run time
     tok.save_pretrained(out)
 
     reloaded = AutoTokenizer.from_pretrained(str(out))

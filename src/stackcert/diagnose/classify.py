@@ -54,24 +54,52 @@ def _r(regex: str, category: str, layer: Layer, component: Component | None = No
 
 # Order matters: the first rule that matches a message decides.
 RULES: list[Rule] = [
-    _r(r"Available memory on node .* less than desired", "insufficient_memory", Layer.L0_HOST, Component.HOST),
-    _r(r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|std::bad_alloc", "oom", Layer.L0_HOST),
-    _r(r"Segmentation fault|core dumped|SIGSEGV|Fatal Python error|Illegal instruction|Bus error",
-       "segfault", Layer.L0_HOST),
-    _r(r"CUDA error|device-side assert|No CUDA GPUs|NVIDIA driver|cudaError|HIP error|NPU error|"
-       r"device not found|ACL error", "device_error", Layer.L0_HOST, Component.HOST),
-    _r(r"unrecognized arguments|invalid choice|error: argument|unexpected keyword argument",
-       "bad_arg", Layer.L5_SERVING),
+    _r(
+        r"Available memory on node .* less than desired", "insufficient_memory", Layer.L0_HOST, Component.HOST
+    ),
+    _r(
+        r"out of memory|OutOfMemoryError|Cannot allocate memory|MemoryError|std::bad_alloc",
+        "oom",
+        Layer.L0_HOST,
+    ),
+    _r(
+        r"Segmentation fault|core dumped|SIGSEGV|Fatal Python error|Illegal instruction|Bus error",
+        "segfault",
+        Layer.L0_HOST,
+    ),
+    _r(
+        r"CUDA error|device-side assert|No CUDA GPUs|NVIDIA driver|cudaError|HIP error|NPU error|"
+        r"device not found|ACL error",
+        "device_error",
+        Layer.L0_HOST,
+        Component.HOST,
+    ),
+    _r(
+        r"unrecognized arguments|invalid choice|error: argument|unexpected keyword argument",
+        "bad_arg",
+        Layer.L5_SERVING,
+    ),
     _r(r"address already in use|Errno 98", "port_in_use", Layer.L5_SERVING, Component.HOST),
-    _r(r"Invalid repository ID or local directory|does not appear to have a file named|"
-       r"No such file or directory.*(config\.json|safetensors|tokenizer)|not a valid model|"
-       r"Can't load (the )?(config|tokenizer)|model path does not exist",
-       "model_missing", Layer.L2_MODEL, Component.MODEL),
-    _r(r"stackcert fault_ops: injected crash", "kernel_error", Layer.L3_KERNELS, Component.OPS_FIXTURE),
-    _r(r"ModuleNotFoundError|ImportError|cannot import name|undefined symbol", "import_error", Layer.L1_PACKAGES),
+    _r(
+        r"Invalid repository ID or local directory|does not appear to have a file named|"
+        r"No such file or directory.*(config\.json|safetensors|tokenizer)|not a valid model|"
+        r"Can't load (the )?(config|tokenizer)|model path does not exist",
+        "model_missing",
+        Layer.L2_MODEL,
+        Component.MODEL,
+    ),
+    _r(r"fault_ops: planted kernel failure", "kernel_error", Layer.L3_KERNELS, Component.OPS_FIXTURE),
+    _r(
+        r"ModuleNotFoundError|ImportError|cannot import name|undefined symbol",
+        "import_error",
+        Layer.L1_PACKAGES,
+    ),
     _r(r"nccl|flagcx|ProcessGroup|all_reduce|collective", "collective_error", Layer.L4_COLLECTIVES),
-    _r(r"CompilationError|triton\.compiler|InductorError|BackendCompilerFailed|torch\._dynamo",
-       "compile_error", Layer.L3_KERNELS),
+    _r(
+        r"CompilationError|triton\.compiler|InductorError|BackendCompilerFailed|torch\._dynamo",
+        "compile_error",
+        Layer.L3_KERNELS,
+    ),
     _r(r"\bnan\b|\binf\b.*(logits|probab)", "numerics", Layer.L6_NUMERICS),
 ]
 
@@ -80,7 +108,6 @@ _OPERATOR_PATTERNS = [
     re.compile(r"\b(flag_gems\.(?:ops|fused)\.[A-Za-z_][\w]*)"),
     re.compile(r"\b(aten::[A-Za-z_][\w.]*)"),
     re.compile(r"\btorch\.ops\.aten\.([A-Za-z_]\w*)"),
-    re.compile(r"\bfault_ops[.:]\s*([A-Za-z_]\w*)"),
     re.compile(r"/flag_gems/(?:ops|fused)/([A-Za-z_]\w*)\.py"),
 ]
 
@@ -122,7 +149,7 @@ def extract_operator(text: str) -> str | None:
             name = m.group(1)
             if i == 2:
                 return f"aten::{name}"
-            if i == 4:
+            if i == 3:
                 return f"flag_gems.ops.{name}"
             return name
     return None
@@ -132,21 +159,19 @@ def layer_of(component: Component) -> Layer:
     return _COMPONENT_LAYER.get(component, Layer.L5_SERVING)
 
 
-def classify(text: str, frame_paths: list[str] | None = None, model_dirs: tuple[str, ...] = ()) -> tuple[
-    str, Layer, Component
-]:
+def classify(
+    text: str, frame_paths: list[str] | None = None, model_dirs: tuple[str, ...] = ()
+) -> tuple[str, Layer, Component]:
     """(category, layer, component) of an error message and its traceback frames."""
     frame_comp = component_from_frames(frame_paths or [], model_dirs)
     rule = match_rule(text)
     if rule is not None:
-        component = frame_comp or rule.component or Component.UNKNOWN
-        # A rule that names a host-level problem keeps its layer; otherwise a kernel-library frame
-        # is a stronger location than the generic rule.
+        # A rule that names its component (host memory, the model's files, a port) is more precise
+        # than the frame that happened to notice it.
+        component = rule.component or frame_comp or Component.UNKNOWN
         layer = rule.layer
-        if rule.layer is Layer.L5_SERVING and frame_comp is not None and rule.category not in ("bad_arg",):
+        if layer is Layer.L5_SERVING and frame_comp is not None and rule.category != "bad_arg":
             layer = layer_of(frame_comp)
-        if rule.component is Component.OPS_FIXTURE:
-            component = Component.OPS_FIXTURE
         return rule.category, layer, component
     component = frame_comp or Component.UNKNOWN
     return "crash", layer_of(component), component

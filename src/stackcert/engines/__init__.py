@@ -1,1 +1,141 @@
-"""Engines (vLLM, transformers, endpoint) and the supervision of the processes they start."""
+"""Engines (vLLM, transformers, endpoint) and the supervision of the processes they start.
+
+Public API (see docs/engines.md):
+
+- ``launch_server(stack, model, run_dir=..., timeouts=None, progress=None)`` — a context manager
+  yielding a running :class:`Server` (readiness = ``GET /v1/models`` lists the model); on exit it
+  stops everything it started. A failed start raises :class:`EngineStartError` with ``findings``.
+- ``run_offline(stack, model, prompts, max_tokens=..., top_logprobs=0, run_dir=..., timeout=...)``
+  — greedy generation in a child process; returns an :class:`OfflineResult` (never raises for
+  engine failures: ``ok`` is False and ``findings`` say why).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from stackcert.config import StackSpec
+from stackcert.diagnose.findings import Component, Finding, Layer
+from stackcert.diagnose.signature import signature
+from stackcert.engines.base import (
+    Completion,
+    EngineStartError,
+    ModelRef,
+    OfflineResult,
+    Server,
+    ServerInfo,
+    ServerTimeouts,
+)
+from stackcert.errors import ExitCode
+from stackcert.progress import Progress
+
+__all__ = [
+    "Completion",
+    "EngineStartError",
+    "ModelRef",
+    "OfflineResult",
+    "Server",
+    "ServerInfo",
+    "ServerTimeouts",
+    "launch_server",
+    "run_offline",
+]
+
+
+def missing_model_error(stack: StackSpec, model: ModelRef) -> EngineStartError | None:
+    """A located finding when the model folder is not there (checked before starting anything)."""
+    if stack.engine == "endpoint" or (model.path.exists() and (model.path / "config.json").exists()):
+        return None
+    what = (
+        f"model path does not exist: {model.path}"
+        if not model.path.exists()
+        else (f"model folder has no config.json: {model.path}")
+    )
+    finding = Finding(
+        step="launch",
+        phase="starting",
+        layer=Layer.L2_MODEL,
+        component=Component.MODEL,
+        category="model_missing",
+        signature=signature("model_missing", None, what),
+        message=what,
+    )
+    err = EngineStartError(
+        f"{stack.name}: {finding.located()}",
+        findings=[finding],
+        where=str(model.path),
+        fix="check model.path, or run `stackcert model prepare` for the demo model",
+    )
+    err.exit_code = ExitCode.USAGE
+    return err
+
+
+@contextlib.contextmanager
+def launch_server(
+    stack: StackSpec,
+    model: ModelRef,
+    *,
+    run_dir: Path,
+    timeouts: ServerTimeouts | None = None,
+    progress: Progress | None = None,
+    command: Sequence[str] | None = None,
+) -> Iterator[Server]:
+    """Start the stack's engine as an OpenAI-compatible server; stop everything on exit.
+
+    `command` (tests only) replaces the engine's argv; `{port}` in it is replaced by the port.
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    timeouts = timeouts or ServerTimeouts()
+    if command is None:
+        err = missing_model_error(stack, model)
+        if err is not None:
+            raise err
+    if stack.engine == "vllm":
+        from stackcert.engines import vllm
+
+        with vllm.serve(
+            stack, model, run_dir=run_dir, timeouts=timeouts, progress=progress, command=command
+        ) as server:
+            yield server
+    elif stack.engine == "transformers":
+        from stackcert.engines import transformers_engine
+
+        with transformers_engine.serve(
+            stack, model, run_dir=run_dir, timeouts=timeouts, progress=progress, command=command
+        ) as server:
+            yield server
+    else:
+        from stackcert.engines import endpoint
+
+        with endpoint.connect(stack, model, run_dir=run_dir, timeouts=timeouts) as ep:
+            yield ep
+
+
+def run_offline(
+    stack: StackSpec,
+    model: ModelRef,
+    prompts: list[str],
+    *,
+    max_tokens: int,
+    top_logprobs: int = 0,
+    run_dir: Path,
+    timeout: float,
+) -> OfflineResult:
+    """Greedy (temperature 0) generation of `prompts` in a child process of the stack's engine."""
+    from stackcert.engines import offline
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    err = missing_model_error(stack, model)
+    if err is not None:
+        return OfflineResult(stack=stack.name, engine=stack.engine, ok=False, findings=err.findings)
+    return offline.run(
+        stack,
+        model,
+        prompts,
+        max_tokens=max_tokens,
+        top_logprobs=top_logprobs,
+        run_dir=run_dir,
+        timeout=timeout,
+    )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from stackcert.config import StackSpec
 from stackcert.diagnose.findings import Finding
+from stackcert.errors import EngineError
 
 
 class ModelRef(BaseModel):
@@ -58,3 +59,51 @@ class OfflineResult(BaseModel):
     duration_s: float = 0.0
     log_path: Path | None = None
     findings: list[Finding] = Field(default_factory=list)
+
+
+class ServerTimeouts(BaseModel):
+    """Startup and request limits. CPU defaults: a compiled vLLM start on 2 cores takes minutes."""
+
+    idle: float = Field(240.0, gt=0, description="no new log line for this long (outside compiling) = stall")
+    compile_idle: float = Field(720.0, gt=0, description="idle limit while compiling or capturing graphs")
+    absolute: float = Field(1500.0, gt=0, description="the whole startup may not take longer")
+    request: float = Field(180.0, gt=0, description="one HTTP request (readiness, completions)")
+    stop_grace: float = Field(10.0, ge=0, description="SIGTERM to SIGKILL when stopping")
+
+
+class ServerInfo(BaseModel):
+    """What was started and how; written to <run_dir>/server.json. Never holds secrets."""
+
+    stack: str
+    engine: str
+    launcher: str = Field(
+        "", description="how the engine was started: api_server_module | vllm_cli | hf_server | url"
+    )
+    base_url: str
+    served_model: str
+    argv: list[str] = Field(default_factory=list)
+    log_path: Path | None = None
+    pid: int | None = None
+    port: int | None = None
+    startup_s: float = 0.0
+    phases: dict[str, float] = Field(
+        default_factory=dict, description="phase -> seconds after start it began"
+    )
+    effective_ops: list[str] | None = None
+
+
+class EngineStartError(EngineError):
+    """An engine that did not come up; `findings` say where and why (root cause first)."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        findings: list[Finding],
+        log_path: Path | None = None,
+        where: str | None = None,
+        fix: str | None = None,
+    ) -> None:
+        super().__init__(what, where=where or (str(log_path) if log_path else None), fix=fix)
+        self.findings = findings
+        self.log_path = log_path

@@ -18,16 +18,14 @@ import time
 GRACE_SECONDS = float(os.environ.get("STACKCERT_GUARD_GRACE", "8"))
 
 
-def _kill_group(pgid: int, proc: subprocess.Popen[bytes], grace: float) -> None:
+def _kill_group(pgid: int, exited: threading.Event, grace: float) -> None:
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    # The main thread reaps the leader and sets `exited`; polling the Popen from here would not
+    # see the exit while the main thread blocks in wait() (it holds the waitpid lock).
+    exited.wait(grace)
     try:
         # The leader may be gone while workers of its group still run: always sweep the group.
         os.killpg(pgid, signal.SIGKILL)
@@ -43,11 +41,13 @@ def main(argv: list[str]) -> int:
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
     pgid = proc.pid
     stopping = threading.Event()
+    exited = threading.Event()
 
     def stop(*_: object) -> None:
+        # Never block here: this runs as a signal handler that interrupts proc.wait() below.
         if not stopping.is_set():
             stopping.set()
-            _kill_group(pgid, proc, GRACE_SECONDS)
+            threading.Thread(target=_kill_group, args=(pgid, exited, GRACE_SECONDS), daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -62,6 +62,7 @@ def main(argv: list[str]) -> int:
 
     threading.Thread(target=watch_parent, daemon=True).start()
     code = proc.wait()
+    exited.set()
     # The leader ended by itself: sweep whatever it left in its group.
     try:
         os.killpg(pgid, signal.SIGKILL)

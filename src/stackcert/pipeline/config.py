@@ -50,7 +50,8 @@ class BisectPhase(PhaseSpec):
 
 
 class PhasesSpec(Strict):
-    smoke: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=300))
+    # The offline smoke phase would start the engine a second time: off unless asked for.
+    smoke: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=300, options={"offline": False}))
     consistency: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=600))
     bench: BenchPhase = Field(default_factory=BenchPhase)
     bisect: BisectPhase = Field(default_factory=lambda: BisectPhase(timeout_s=1800))
@@ -107,8 +108,12 @@ class RunConfig(Strict):
 
 # Phase sizes of the demo preset, chosen so the whole demo fits in 15 minutes on 2 CPU cores.
 DEMO_PHASES: dict[str, Any] = {
-    "smoke": {"timeout_s": 300},
-    "consistency": {"timeout_s": 600, "options": {}},
+    "smoke": {"timeout_s": 300, "options": {"offline": False}},
+    "consistency": {
+        "timeout_s": 600,
+        # 16 greedy prompts × 32 tokens, 4 ShareGPT texts of 128 tokens scored, 40 arithmetic items.
+        "options": {"tokens": {"max_tokens": 32}, "sharegpt_texts": 4, "token_budget": 128, "task_limit": 40},
+    },
     "bench": {"timeout_s": 600, "profiles": ["demo"]},
     "bisect": {"enabled": True, "timeout_s": 900},
 }

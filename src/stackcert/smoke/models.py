@@ -61,6 +61,7 @@ class PhaseResult(BaseModel):
     status: Status = Status.SKIPPED
     reason: str = ""
     duration_s: float = 0.0
+    output_sample: str = Field("", description="greedy text of the first prompt")
     checks: list[CheckResult] = Field(default_factory=list)
 
     def finish(self) -> PhaseResult:

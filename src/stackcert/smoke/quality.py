@@ -38,7 +38,11 @@ def encoding_problem(text: str, *, truncated: bool = False) -> str | None:
 
 
 def control_chars(text: str) -> str | None:
-    bad = [(i, ch) for i, ch in enumerate(text) if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL]
+    bad = [
+        (i, ch)
+        for i, ch in enumerate(text)
+        if unicodedata.category(ch) == "Cc" and ch not in _ALLOWED_CONTROL
+    ]
     if not bad:
         return None
     i, ch = bad[0]

@@ -1,0 +1,83 @@
+"""Options and results of the consistency pipeline (pydantic, so they serialise into the run JSON)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from stackcert.consistency.logprobs import Check, LogprobStats, LogprobThresholds
+from stackcert.consistency.stats import RuleSettings
+from stackcert.consistency.tasks import TaskComparison
+from stackcert.consistency.tokens import PromptComparison, TokenSettings, TokenSummary
+from stackcert.diagnose.findings import Finding
+
+Phase = Literal["tokens", "logprobs", "tasks"]
+Overall = Literal["pass", "fail", "retest"]
+ALL_PHASES: tuple[Phase, ...] = ("tokens", "logprobs", "tasks")
+
+
+class ConsistencyOptions(BaseModel):
+    phases: list[Phase] = Field(default_factory=lambda: list(ALL_PHASES))
+    prompts_file: Path | None = Field(None, description="JSONL of {'prompt': ...}; None = the built-in set")
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
+    score_top_k: int = Field(10, description="top-k log-probs per scored token (vLLM allows up to 20)")
+    sharegpt_texts: int = Field(8, description="ShareGPT conversations scored teacher-forced (0 = none)")
+    token_budget: int = Field(256, description="each scored text is cut to this many tokens")
+    thresholds: LogprobThresholds = Field(default_factory=LogprobThresholds)
+    noise_floor: bool = Field(True, description="score the reference twice to measure the noise floor")
+    tasks: list[str] = Field(
+        default_factory=lambda: ["arithmetic_mul"], description="built-in names or JSONL"
+    )
+    task_limit: int | None = Field(None, description="use only the first N items of each task")
+    task_max_tokens: int = 16
+    lmeval_tasks: list[str] = Field(default_factory=list, description="lm-eval task names (bridge)")
+    lmeval_include_path: Path | None = None
+    lmeval_limit: int | None = None
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+    concurrency: int = Field(8, ge=1, description="requests in flight per server")
+    timeout_s: float = 900.0
+
+
+class TokenPhase(BaseModel):
+    status: Literal["pass", "fail"]
+    summary: TokenSummary | None = None
+    prompts: list[PromptComparison] = Field(default_factory=list)
+
+
+class LogprobPhase(BaseModel):
+    status: Literal["pass", "fail"]
+    estimator: str = "top-k union + tail bucket (see docs/consistency.md)"
+    top_k: int = 10
+    texts: int = 0
+    comparison: LogprobStats | None = None
+    noise_floor: LogprobStats | None = None
+    checks: list[Check] = Field(default_factory=list)
+    wall_s: float = 0.0
+    tokens_per_s: float = 0.0
+
+
+class TaskPhase(BaseModel):
+    status: Overall
+    tasks: list[TaskComparison] = Field(default_factory=list)
+
+
+class ConsistencyResult(BaseModel):
+    status: Overall
+    reference: str
+    candidate: str
+    tokens: TokenPhase | None = None
+    logprobs: LogprobPhase | None = None
+    tasks: TaskPhase | None = None
+    findings: list[Finding] = Field(default_factory=list)
+    files: dict[str, str] = Field(default_factory=dict)
+
+
+def combine(statuses: Sequence[str]) -> Overall:
+    if "fail" in statuses:
+        return "fail"
+    if "retest" in statuses:
+        return "retest"
+    return "pass"

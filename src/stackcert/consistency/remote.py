@@ -1,0 +1,29 @@
+"""A Server for an already running OpenAI-compatible endpoint (no process of ours behind it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from stackcert.config import StackSpec
+from stackcert.diagnose.findings import Finding
+
+
+class UrlServer:
+    """Satisfies engines.base.Server for a base URL (`http://host:port`, the API under /v1)."""
+
+    def __init__(self, name: str, base_url: str, served_model: str) -> None:
+        self.stack = StackSpec(name=name, engine="endpoint", url=base_url)
+        self.base_url = base_url.rstrip("/").removesuffix("/v1")
+        self.served_model = served_model
+        self.log_path: Path | None = None
+
+    def alive(self) -> bool:
+        try:
+            return httpx.get(self.base_url + "/v1/models", timeout=5.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def findings(self) -> list[Finding]:
+        return []

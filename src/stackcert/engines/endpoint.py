@@ -1,0 +1,128 @@
+"""The endpoint engine: a server someone else runs, given by URL; we only check and use it.
+
+The API key is read from the variable named by `stack.api_key_env` and sent as a Bearer token.
+It lives only in memory: never in repr, ServerInfo, server.json or logs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from stackcert.config import StackSpec
+from stackcert.diagnose.findings import Component, Finding, Layer
+from stackcert.diagnose.signature import signature
+from stackcert.engines.base import EngineStartError, ModelRef, ServerInfo, ServerTimeouts
+from stackcert.errors import ExitCode
+from stackcert.jsonio import write_json_atomic
+
+
+def _finding(category: str, message: str, layer: Layer = Layer.L5_SERVING) -> Finding:
+    return Finding(
+        step="launch",
+        phase="connect",
+        layer=layer,
+        component=Component.CLIENT,
+        category=category,
+        signature=signature(category, None, message),
+        message=message,
+    )
+
+
+class EndpointServer:
+    """A remote OpenAI-compatible server; implements the `Server` protocol."""
+
+    def __init__(self, stack: StackSpec, served_model: str, api_key: str | None) -> None:
+        self.stack = stack
+        url = (stack.url or "").rstrip("/")
+        self.base_url = url.removesuffix("/v1")
+        self.served_model = served_model
+        self.log_path: Path | None = None
+        self.__key = api_key
+        self.info = ServerInfo(
+            stack=stack.name,
+            engine="endpoint",
+            launcher="url",
+            base_url=self.base_url,
+            served_model=served_model,
+        )
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.__key}"} if self.__key else {}
+
+    def alive(self) -> bool:
+        try:
+            r = httpx.get(f"{self.base_url}/v1/models", headers=self.headers, timeout=10)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200
+
+    def findings(self) -> list[Finding]:
+        return []
+
+    def __repr__(self) -> str:
+        key = "set" if self.__key else "none"
+        return f"EndpointServer(stack={self.stack.name!r}, base_url={self.base_url!r}, key={key})"
+
+
+def read_key(stack: StackSpec) -> str | None:
+    if not stack.api_key_env:
+        return None
+    key = os.environ.get(stack.api_key_env)
+    if not key:
+        f = _finding(
+            "missing_api_key", f"the variable {stack.api_key_env} (api_key_env) is not set", Layer.L5_SERVING
+        )
+        err = EngineStartError(
+            f"{stack.name}: {f.located()}",
+            findings=[f],
+            where="api_key_env",
+            fix=f"export {stack.api_key_env}=<key>",
+        )
+        err.exit_code = ExitCode.USAGE
+        raise err
+    return key
+
+
+def list_models(base_url: str, headers: dict[str, str], timeout: float) -> list[str]:
+    r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout)
+    r.raise_for_status()
+    return [str(m.get("id")) for m in r.json().get("data", [])]
+
+
+@contextlib.contextmanager
+def connect(
+    stack: StackSpec, model: ModelRef, *, run_dir: Path, timeouts: ServerTimeouts
+) -> Iterator[EndpointServer]:
+    server = EndpointServer(stack, model.served_name, read_key(stack))
+    try:
+        ids = list_models(server.base_url, server.headers, timeouts.request)
+    except (httpx.HTTPError, ValueError) as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        category = "auth_error" if status in (401, 403) else "unreachable"
+        f = _finding(category, f"GET {server.base_url}/v1/models failed: {type(exc).__name__}: {exc}")
+        raise EngineStartError(
+            f"{stack.name}: {f.located()}",
+            findings=[f],
+            where=server.base_url,
+            fix="check the URL, the server, and the API key variable",
+        ) from None
+    wanted = str(stack.engine_args.get("served_model") or model.served_name)
+    if wanted not in ids:
+        if len(ids) != 1:
+            f = _finding("model_not_served", f"{server.base_url} does not serve '{wanted}' (it serves {ids})")
+            raise EngineStartError(
+                f"{stack.name}: {f.located()}",
+                findings=[f],
+                where=server.base_url,
+                fix="set engine_args.served_model to one of the served models",
+            )
+        wanted = ids[0]  # the only model there: the endpoint names it its own way
+    server.served_model = server.info.served_model = wanted
+    write_json_atomic(run_dir / "server.json", server.info.model_dump(mode="json"))
+    yield server

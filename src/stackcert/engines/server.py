@@ -1,0 +1,267 @@
+"""A supervised OpenAI-compatible server process: start, phase-aware startup watch, readiness, stop.
+
+Readiness is `GET /v1/models` listing the served model. While waiting we tail the server log:
+each line is matched against phase patterns (loading weights, compiling, capturing graphs, KV
+cache, serving) and fatal patterns. A stall is judged per phase (compiling may be silent longer),
+and an absolute limit caps the whole start. Every way to fail ends in an EngineStartError with
+located findings.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from stackcert.config import StackSpec
+from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
+from stackcert.diagnose.logscan import fatal_line, read_lines, scan_log
+from stackcert.diagnose.signature import signature
+from stackcert.engines.base import EngineStartError, ServerInfo, ServerTimeouts
+from stackcert.engines.process import ManagedProcess
+from stackcert.progress import NullProgress, Progress
+
+STEP = "launch"
+COMPILE_PHASES = frozenset({"compiling", "capturing_graphs"})
+# Lines that repeat while the engine waits on itself: they are not progress.
+_HEARTBEAT = re.compile(r"No available shared memory broadcast block found", re.I)
+FATAL_GRACE_S = 5.0  # after a fatal line, let the traceback finish before we stop the process
+
+
+@dataclass(frozen=True)
+class PhaseRule:
+    pattern: re.Pattern[str]
+    phase: str
+
+
+def phase_rules(pairs: Sequence[tuple[str, str]]) -> list[PhaseRule]:
+    return [PhaseRule(re.compile(rx, re.I), phase) for rx, phase in pairs]
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (a race remains: callers retry on 'address in use')."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def event_finding(
+    category: str,
+    message: str,
+    *,
+    phase: str,
+    log_path: Path | None,
+    layer: Layer,
+    component: Component = Component.UNKNOWN,
+) -> Finding:
+    """A finding for something we observed ourselves (exit, stall, timeout), with the log tail."""
+    lines = read_lines(log_path) if log_path else []
+    first = max(1, len(lines) - 15)
+    excerpt = LogExcerpt(path=str(log_path) if log_path else None, first_line=first, lines=lines[first - 1 :])
+    return Finding(
+        step=STEP,
+        phase=phase,
+        layer=layer,
+        component=component,
+        category=category,
+        signature=signature(category, None, message),
+        message=message,
+        excerpt=excerpt,
+    )
+
+
+class ProcessServer:
+    """One server process for one stack; implements the `Server` protocol."""
+
+    def __init__(
+        self,
+        *,
+        stack: StackSpec,
+        engine: str,
+        launcher: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        port: int,
+        served_model: str,
+        log_path: Path,
+        timeouts: ServerTimeouts,
+        phases: list[PhaseRule],
+        progress: Progress | None = None,
+        model_dirs: tuple[str, ...] = (),
+    ) -> None:
+        self.stack = stack
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.served_model = served_model
+        self.log_path: Path | None = log_path
+        self.timeouts = timeouts
+        self.progress: Progress = progress or NullProgress()
+        self._phases = phases
+        self._model_dirs = model_dirs
+        self._proc = ManagedProcess(argv, log_path=log_path, env=env)
+        self.phase = "starting"
+        self.info = ServerInfo(
+            stack=stack.name,
+            engine=engine,
+            launcher=launcher,
+            base_url=self.base_url,
+            served_model=served_model,
+            argv=list(argv),
+            log_path=log_path,
+            port=port,
+        )
+
+    # -- Server protocol -------------------------------------------------------------------
+    def alive(self) -> bool:
+        return self._proc.running
+
+    def findings(self) -> list[Finding]:
+        if self.log_path is None:
+            return []
+        return scan_log(self.log_path, step=STEP, phase=self.phase, model_dirs=self._model_dirs)
+
+    def __repr__(self) -> str:
+        return f"ProcessServer(stack={self.stack.name!r}, base_url={self.base_url!r}, alive={self.alive()})"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._proc.stop(grace=self.timeouts.stop_grace)
+
+    def models_listed(self, client: httpx.Client) -> bool:
+        try:
+            r = client.get(f"{self.base_url}/v1/models", timeout=min(5.0, self.timeouts.request))
+        except httpx.HTTPError:
+            return False
+        if r.status_code != 200:
+            return False
+        try:
+            ids = [m.get("id") for m in r.json().get("data", [])]
+        except (ValueError, AttributeError):
+            return False
+        return self.served_model in ids
+
+    def start(self) -> ProcessServer:
+        """Start the process and wait until it serves; on failure stop it and raise EngineStartError."""
+        task = f"start {self.stack.name}"
+        self.progress.on_start(task)
+        self._proc.start()
+        self.info.pid = self._proc.pid
+        try:
+            self._wait_ready(task)
+        except BaseException:
+            self.stop()
+            self.progress.on_finish(task, "fail")
+            raise
+        self.progress.on_finish(task, "pass")
+        return self
+
+    def _wait_ready(self, task: str) -> None:
+        t0 = time.monotonic()
+        last_progress = t0
+        fatal_at: float | None = None
+        offset = 0
+        pending = ""
+        next_probe = t0
+        with httpx.Client() as client:
+            while True:
+                now = time.monotonic()
+                chunk, offset = self._read_new(offset)
+                if chunk:
+                    pending += chunk
+                    *complete, pending = pending.split("\n")
+                    for line in complete:
+                        if not _HEARTBEAT.search(line):
+                            last_progress = now
+                        self._note_phase(line, now - t0, task)
+                        if fatal_at is None and fatal_line(line):
+                            fatal_at = now
+                exited = self._proc.poll()
+                if exited is not None:
+                    self._fail("exited", f"server exited with code {exited} during startup ({self.phase})")
+                if fatal_at is not None and now - fatal_at > FATAL_GRACE_S:
+                    self._fail("fatal", f"server reported a fatal error during startup ({self.phase})")
+                if now >= next_probe:
+                    next_probe = now + 1.0
+                    if self.models_listed(client):
+                        self.info.startup_s = round(time.monotonic() - t0, 2)
+                        self._set_phase("serving", now - t0, task)
+                        return
+                limit = self.timeouts.compile_idle if self.phase in COMPILE_PHASES else self.timeouts.idle
+                if now - last_progress > limit:
+                    self._fail(
+                        "stall", f"server stalled: no log progress for {limit:.0f}s while {self.phase}"
+                    )
+                if now - t0 > self.timeouts.absolute:
+                    self._fail(
+                        "timeout", f"server not ready after {self.timeouts.absolute:.0f}s ({self.phase})"
+                    )
+                time.sleep(0.25)
+
+    def _read_new(self, offset: int) -> tuple[str, int]:
+        assert self.log_path is not None
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return "", offset
+        return data.decode("utf-8", errors="replace"), offset + len(data)
+
+    def _note_phase(self, line: str, elapsed: float, task: str) -> None:
+        for rule in self._phases:
+            if rule.pattern.search(line):
+                self._set_phase(rule.phase, elapsed, task)
+                return
+
+    def _set_phase(self, phase: str, elapsed: float, task: str) -> None:
+        if phase != self.phase:
+            self.phase = phase
+            self.info.phases.setdefault(phase, round(elapsed, 2))
+            self.progress.on_message(task, phase)
+
+    def _fail(self, kind: str, message: str) -> None:
+        self.stop()
+        found = self.findings()
+        event = {
+            "exited": ("exited", Layer.L5_SERVING),
+            "fatal": ("crash", Layer.L5_SERVING),
+            "stall": ("stall", Layer.L5_SERVING),
+            "timeout": ("timeout", Layer.L5_SERVING),
+        }[kind]
+        # Our own observation goes last when the log holds the root cause; first when it does not.
+        own = event_finding(
+            event[0],
+            message,
+            phase=self.phase,
+            log_path=self.log_path,
+            layer=event[1],
+            component=Component.UNKNOWN,
+        )
+        findings = [*found, own] if found else [own]
+        head = findings[0]
+        raise EngineStartError(
+            f"{self.stack.name}: {head.located()}",
+            findings=findings,
+            log_path=self.log_path,
+            fix=_fix_for(head.category),
+        )
+
+
+_FIXES = {
+    "bad_arg": "remove or correct the engine argument the engine rejected (engine_args in the stack)",
+    "port_in_use": "choose another port, or let stackcert pick one (drop 'port' from engine_args)",
+    "model_missing": "check the model path (stackcert model prepare for the demo model)",
+    "insufficient_memory": "lower gpu_memory_utilization or free memory",
+    "oom": "use a smaller max_model_len / batch, or free memory",
+    "import_error": "install the missing package (stackcert install)",
+    "stall": "see the log tail; raise the limits in ServerTimeouts if the engine is just slow",
+    "timeout": "see the log tail; raise ServerTimeouts.absolute if the engine is just slow",
+}
+
+
+def _fix_for(category: str) -> str:
+    return _FIXES.get(category, "see the server log")

@@ -1,0 +1,114 @@
+"""The transformers engine: the hf_server child process (OpenAI API) over a transformers model."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from stackcert.config import StackSpec
+from stackcert.engines.base import ModelRef, ServerTimeouts
+from stackcert.engines.server import ProcessServer, free_port, phase_rules
+from stackcert.jsonio import read_json, write_json_atomic
+from stackcert.progress import Progress
+
+HF_PHASES = phase_rules(
+    [
+        (r"hf_server: loading model", "loading_weights"),
+        (r"operators in effect", "operators"),
+        (r"model loaded; serving|Running on http", "serving"),
+    ]
+)
+EFFECTIVE_OPS = "effective_ops.json"
+
+
+def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> list[str]:
+    args = stack.engine_args
+    argv = [
+        sys.executable,
+        "-m",
+        "stackcert.engines.hf_server",
+        "--model",
+        str(model.path),
+        "--tokenizer",
+        str(model.tokenizer),
+        "--served-model-name",
+        model.served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        str(args.get("dtype", model.dtype)),
+        "--max-model-len",
+        str(args.get("max_model_len", model.max_model_len)),
+    ]
+    if model.trust_remote_code:
+        argv.append("--trust-remote-code")
+    if model.chat_template:
+        argv += ["--chat-template", str(model.chat_template)]
+    if stack.operators is not None:
+        argv += [
+            "--operators",
+            stack.operators.model_dump_json(),
+            "--effective-ops",
+            str(run_dir / EFFECTIVE_OPS),
+        ]
+    return argv
+
+
+def read_effective_ops(run_dir: Path) -> list[str] | None:
+    path = run_dir / EFFECTIVE_OPS
+    if not path.exists():
+        return None
+    data = read_json(path)
+    if isinstance(data, dict):  # operators.record(): an envelope with "effective"
+        data = data.get("effective")
+    return [str(x) for x in data] if isinstance(data, list) else None
+
+
+@contextlib.contextmanager
+def serve(
+    stack: StackSpec,
+    model: ModelRef,
+    *,
+    run_dir: Path,
+    timeouts: ServerTimeouts,
+    progress: Progress | None = None,
+    command: Sequence[str] | None = None,
+) -> Iterator[ProcessServer]:
+    port = int(stack.engine_args.get("port") or free_port())
+    argv = (
+        [a.replace("{port}", str(port)) for a in command]
+        if command
+        else server_argv(stack, model, port, run_dir)
+    )
+    log_path = run_dir / "server.log"
+    with contextlib.suppress(FileNotFoundError):
+        log_path.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / EFFECTIVE_OPS).unlink()
+    server = ProcessServer(
+        stack=stack,
+        engine="transformers",
+        launcher="command" if command else "hf_server",
+        argv=argv,
+        env=stack.child_env(dict(os.environ)),
+        port=port,
+        served_model=model.served_name,
+        log_path=log_path,
+        timeouts=timeouts,
+        phases=HF_PHASES,
+        progress=progress,
+        model_dirs=(str(model.path),),
+    )
+    server.start()
+    server.info.effective_ops = read_effective_ops(run_dir)
+    write_json_atomic(run_dir / "server.json", json.loads(server.info.model_dump_json()))
+    try:
+        yield server
+    finally:
+        server.stop()

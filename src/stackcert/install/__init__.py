@@ -1,0 +1,1 @@
+"""Install plan, wheel selection, vendor-build protection and the import gate."""

@@ -1,0 +1,146 @@
+"""Compare (A/B diff of the smoke runs, performance ratio, consistency status) and bisect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stackcert.pipeline.libs import NotAvailable, Outcome, dump, lib, lib_first
+from stackcert.pipeline.steps import OPERATOR_COMPONENTS, RunContext
+from stackcert.status import Status
+
+
+def _smoke(ctx: RunContext, role: str) -> Any:
+    data = ctx.result(f"{role}.smoke")
+    if not data:
+        return None
+    return lib("stackcert.smoke", "SmokeResult").model_validate(data)
+
+
+def _bench(ctx: RunContext, role: str) -> Any:
+    data = ctx.result(f"{role}.bench")
+    if not data:
+        return None
+    try:
+        cls = lib_first(("stackcert.bench", "BenchResult"), ("stackcert.bench.records", "BenchResult"))
+        return cls.model_validate(data)
+    except NotAvailable:
+        return data
+
+
+def perf_ratio_of(perf: dict[str, Any]) -> float | None:
+    """The candidate/reference throughput ratio from compare_bench's result (its key names vary)."""
+    for key in ("ratio", "throughput_ratio", "output_throughput_ratio", "min_ratio", "worst_ratio"):
+        value = perf.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def compare_step(ctx: RunContext) -> Outcome:
+    payload: dict[str, Any] = {}
+    notes: list[str] = []
+    ref_smoke, cand_smoke = _smoke_pair(ctx, notes)
+    if ref_smoke is not None and cand_smoke is not None:
+        try:
+            diff = lib("stackcert.diagnose.diff", "diff_runs")(ref_smoke, cand_smoke)
+            payload["diff"] = dump(diff)
+        except NotAvailable as exc:
+            notes.append(str(exc))
+    perf_ok: bool | None = None
+    ratio: float | None = None
+    ref_bench, cand_bench = _bench(ctx, "reference"), _bench(ctx, "candidate")
+    if ref_bench is not None and cand_bench is not None:
+        try:
+            compare = lib_first(
+                ("stackcert.bench", "compare_bench"), ("stackcert.bench.compare", "compare_bench")
+            )
+            perf = dump(compare(ref_bench, cand_bench, threshold=ctx.config.gates.perf_ratio))
+            payload["perf"] = perf
+            ratio = perf_ratio_of(perf)
+            ok = perf.get("ok", perf.get("passed", perf.get("pass")))
+            if isinstance(ok, bool):
+                perf_ok = ok
+            elif ratio is not None:
+                perf_ok = ratio >= ctx.config.gates.perf_ratio
+        except NotAvailable as exc:
+            notes.append(str(exc))
+    else:
+        notes.append("no benchmark pair to compare")
+    cons = ctx.result("consistency")
+    consistency = str(cons.get("status")).lower() if cons and cons.get("status") is not None else None
+    payload.update(perf_ok=perf_ok, perf_ratio=ratio, consistency=consistency, notes=notes)
+    problems = []
+    if payload.get("diff", {}).get("conclusion") not in (None, "BOTH_PASS"):
+        problems.append(str(payload["diff"].get("detail")))
+    if perf_ok is False:
+        problems.append(
+            f"throughput ratio {ratio if ratio is not None else '?'} < {ctx.config.gates.perf_ratio}"
+        )
+    if not payload.get("diff") and perf_ok is None:
+        return Outcome(
+            status=Status.SKIPPED, reason="; ".join(notes) or "nothing to compare", payload=payload
+        )
+    status = Status.FAIL if problems else Status.PASS
+    return Outcome(status=status, reason="; ".join(problems), payload=payload)
+
+
+def _smoke_pair(ctx: RunContext, notes: list[str]) -> tuple[Any, Any]:
+    try:
+        return _smoke(ctx, "reference"), _smoke(ctx, "candidate")
+    except NotAvailable as exc:
+        notes.append(str(exc))
+        return None, None
+
+
+def bisect_reason(ctx: RunContext) -> str | None:
+    """None when a bisection is warranted, else why not."""
+    led = ctx.ledger
+    if led.status("reference.serve") is not Status.PASS or led.status("reference.smoke") is not Status.PASS:
+        return "not needed: the reference stack does not pass"
+    cand_bad = (
+        led.status("candidate.serve").bad
+        or led.status("candidate.smoke").bad
+        or (led.status("consistency").bad)
+    )
+    if not cand_bad:
+        return "not needed: the candidate does not fail"
+    compare = ctx.result("compare") or {}
+    component = (compare.get("diff") or {}).get("component")
+    stack = ctx.stack("candidate")
+    if stack.operators is None:
+        return "not possible: the candidate selects no operator library"
+    if component in OPERATOR_COMPONENTS or component is None:
+        return None
+    return f"not needed: the failure is not in an operator library (component {component or 'unknown'})"
+
+
+def bisect_step(ctx: RunContext) -> Outcome:
+    why_not = bisect_reason(ctx)
+    if why_not:
+        return Outcome(status=Status.SKIPPED, reason=why_not)
+    run_bisect = lib_first(
+        ("stackcert.diagnose.bisect", "run_bisect"), ("stackcert.diagnose.probe", "run_bisect")
+    )
+    findings = _candidate_findings(ctx)
+    result = run_bisect(
+        ctx.stack("reference"),
+        ctx.stack("candidate"),
+        ctx.need_model(),
+        run_dir=ctx.run_dir,
+        findings=findings,
+        timeout_per_probe=ctx.config.phases.bisect.timeout_per_probe_s,
+        progress=ctx.progress,
+    )
+    payload = dump(result)
+    culprit = payload.get("culprit") or payload.get("operators") or payload.get("culprits")
+    return Outcome(status=Status.PASS, reason=f"culprit: {culprit}" if culprit else "", payload=payload)
+
+
+def _candidate_findings(ctx: RunContext) -> list[Any]:
+    from stackcert.diagnose.findings import Finding
+
+    out = []
+    for step in ("candidate.serve", "candidate.smoke"):
+        data = ctx.result(step) or {}
+        out += [Finding.model_validate(f) for f in data.get("findings", [])]
+    return out

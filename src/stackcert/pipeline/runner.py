@@ -1,0 +1,257 @@
+"""`stackcert run`: the ordered steps, their gates, deadlines, the ledger and resume.
+
+Order (one engine start per stack): env → install → model → reference: serve, smoke, bench (server
+kept up) → candidate: serve, smoke, bench → consistency(reference, candidate) → stop both →
+compare → bisect → report. Each step runs in a worker thread with a deadline; Ctrl-C stops the
+engines, puts the running step back to pending and leaves a ledger `--resume` continues from.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from stackcert.errors import StackcertError
+from stackcert.jsonio import envelope, write_json_atomic
+from stackcert.pipeline import analysis, steps
+from stackcert.pipeline.config import RunConfig
+from stackcert.pipeline.ledger import Ledger
+from stackcert.pipeline.libs import NotAvailable, Outcome
+from stackcert.pipeline.servers import ServerPool
+from stackcert.pipeline.steps import ROLES, RunContext
+from stackcert.pipeline.verdict import VerdictResult
+from stackcert.progress import NullProgress, Progress
+from stackcert.status import Status
+
+PLAN: list[tuple[str, str]] = [
+    ("env", "Probe the host"),
+    ("install", "Install gate: the engine imports"),
+    ("model", "Resolve the model"),
+    ("reference.serve", "Start the reference engine"),
+    ("reference.smoke", "Smoke test the reference"),
+    ("reference.bench", "Benchmark the reference"),
+    ("candidate.serve", "Start the candidate engine"),
+    ("candidate.smoke", "Smoke test the candidate"),
+    ("candidate.bench", "Benchmark the candidate"),
+    ("consistency", "Consistency: reference vs candidate"),
+    ("compare", "Compare the stacks"),
+    ("bisect", "Bisect the operators"),
+    ("report", "Write the report"),
+]
+RESULT_FILES = {
+    "env": "env.json",
+    "install": "install.json",
+    "model": "model.json",
+    "consistency": "consistency.json",
+    "compare": "compare.json",
+    "bisect": "bisect.json",
+    "report": "report.json",
+}
+
+
+class Interrupted(Exception):
+    def __init__(self, run_dir: Path, step: str) -> None:
+        super().__init__(f"interrupted during {step}")
+        self.run_dir = run_dir
+        self.step = step
+
+
+def result_file(config: RunConfig, step_id: str) -> str:
+    if step_id in RESULT_FILES:
+        return RESULT_FILES[step_id]
+    role, kind = step_id.split(".")
+    name = config.reference if role == "reference" else config.candidate
+    return f"stacks/{name}/{kind}.json"
+
+
+def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -> tuple[bool, Any]:
+    """Run fn in a daemon thread. (True, outcome or exception) when it ended, (False, None) on timeout."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the caller
+            box["value"] = exc
+
+    worker = threading.Thread(target=target, name=f"step-{name}", daemon=True)
+    worker.start()
+    deadline = time.monotonic() + timeout_s
+    while worker.is_alive():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, None
+        worker.join(timeout=min(0.25, left))  # short joins keep Ctrl-C responsive
+    return True, box.get("value")
+
+
+class Pipeline:
+    def __init__(
+        self, config: RunConfig, run_dir: Path, ledger: Ledger, progress: Progress | None = None
+    ) -> None:
+        self.config = config
+        self.run_dir = run_dir
+        self.ledger = ledger
+        self.progress = progress or NullProgress()
+        pool = ServerPool(
+            ledger, run_dir, start_timeout_s=config.timeouts.engine_start, progress=self.progress
+        )
+        self.ctx = RunContext(config, run_dir, ledger, self.progress, pool)
+
+    # --- one step -------------------------------------------------------------------------------
+    def step(
+        self,
+        step_id: str,
+        fn: Callable[[], Outcome],
+        timeout_s: float,
+        skip: str | None = None,
+        on_timeout: Callable[[], None] | None = None,
+    ) -> Status:
+        led = self.ledger
+        if led.done(step_id):
+            return led.status(step_id)
+        if skip:
+            led.skip(step_id, skip)
+            self.progress.on_finish(step_id, Status.SKIPPED.value)
+            return Status.SKIPPED
+        led.start(step_id)
+        self.progress.on_start(step_id)
+        try:
+            ended, value = call_with_deadline(fn, timeout_s, step_id)
+        except KeyboardInterrupt:
+            led.interrupt(step_id)
+            self.progress.on_finish(step_id, "interrupted")
+            self.ctx.pool.stop_all()
+            raise Interrupted(self.run_dir, step_id) from None
+        if not ended:
+            if on_timeout:
+                on_timeout()
+            outcome = Outcome(status=Status.TIMEOUT, reason=f"ran past its {timeout_s:.0f}s limit")
+        else:
+            outcome = self._outcome(step_id, value)
+        return self._record(step_id, outcome)
+
+    def _outcome(self, step_id: str, value: Any) -> Outcome:
+        if isinstance(value, Outcome):
+            return value
+        if isinstance(value, NotAvailable):
+            return Outcome(status=Status.SKIPPED, reason=f"not available ({value})")
+        if isinstance(value, StackcertError):
+            return Outcome(
+                status=Status.FAIL,
+                reason=value.one_line(),
+                findings=list(getattr(value, "findings", []) or []),
+            )
+        if isinstance(value, KeyboardInterrupt):
+            raise value
+        if isinstance(value, BaseException):
+            log = self.run_dir / "logs" / f"{step_id}.traceback.txt"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("".join(traceback.format_exception(value)), encoding="utf-8")
+            return Outcome(status=Status.CRASH, reason=f"{type(value).__name__}: {value} (see {log.name})")
+        return Outcome(status=Status.CRASH, reason=f"step returned {type(value).__name__}")
+
+    def _record(self, step_id: str, outcome: Outcome) -> Status:
+        rel: str | None = None
+        if outcome.payload or outcome.findings:
+            rel = result_file(self.config, step_id)
+            payload = dict(outcome.payload)
+            if outcome.findings and "findings" not in payload:
+                payload["findings"] = [f.model_dump(mode="json") for f in outcome.findings]
+            started = self.ledger.get(step_id).started
+            write_json_atomic(self.run_dir / rel, envelope(step_id, payload, started=started))
+            self.ctx.results[step_id] = payload
+        self.ledger.finish(step_id, outcome.status, outcome.reason, rel)
+        self.progress.on_finish(step_id, outcome.status.value)
+        return outcome.status
+
+    # --- the whole run --------------------------------------------------------------------------
+    def _gate(self) -> str | None:
+        led = self.ledger
+        if led.status("install").bad:
+            return "install gate failed: the engine does not import"
+        if led.done("model") and led.status("model") is not Status.PASS:
+            return f"the model was not resolved ({led.get('model').reason or led.status('model').value})"
+        return None
+
+    def _serve_gate(self, role: str) -> str | None:
+        gate = self._gate()
+        if gate:
+            return gate
+        status = self.ledger.status(f"{role}.serve")
+        if status.done and status is not Status.PASS:
+            return f"the {role} stack did not serve"
+        return None
+
+    def run(self) -> VerdictResult:
+        cfg, led, ctx = self.config, self.ledger, self.ctx
+        led.ensure_steps(PLAN)
+        t = cfg.timeouts
+        try:
+            self.step("env", lambda: steps.env_step(ctx), t.env)
+            self.step("install", lambda: steps.install_step(ctx), t.install)
+            self.step("model", lambda: steps.model_step(ctx), t.model, skip=self._gate())
+            if ctx.model is None:
+                steps.load_model(ctx)
+            for role in ROLES:
+                self._stack_steps(role)
+            self._consistency()
+            ctx.pool.stop_all()  # free the memory before compare / bisect
+            self.step("compare", lambda: analysis.compare_step(ctx), t.compare)
+            bisect = cfg.phases.bisect
+            self.step(
+                "bisect",
+                lambda: analysis.bisect_step(ctx),
+                bisect.timeout_s,
+                skip=None if bisect.enabled else "turned off (phases.bisect.enabled: false)",
+            )
+            from stackcert.report.build import report_step
+
+            self.step("report", lambda: report_step(ctx), t.report)
+        finally:
+            ctx.pool.stop_all()
+        from stackcert.report.build import verdict_of
+
+        return verdict_of(ctx)
+
+    def _stack_steps(self, role: str) -> None:
+        cfg, ctx = self.config, self.ctx
+        name = ctx.stack(role).name
+        self.step(
+            f"{role}.serve",
+            lambda: steps.serve_step(ctx, role),
+            cfg.timeouts.engine_start + 120,
+            skip=self._gate(),
+            on_timeout=lambda: ctx.pool.stop(name),
+        )
+        for phase, fn in (("smoke", steps.smoke_step), ("bench", steps.bench_step)):
+            spec = getattr(cfg.phases, phase)
+            skip = self._serve_gate(role) or (
+                None if spec.enabled else f"turned off (phases.{phase}.enabled: false)"
+            )
+            self.step(
+                f"{role}.{phase}",
+                functools.partial(fn, ctx, role),
+                spec.timeout_s,
+                skip=skip,
+                on_timeout=lambda: ctx.pool.stop(name),
+            )
+
+    def _consistency(self) -> None:
+        cfg, ctx = self.config, self.ctx
+        spec = cfg.phases.consistency
+        skip = self._serve_gate("reference") or self._serve_gate("candidate")
+        if not spec.enabled:
+            skip = skip or "turned off (phases.consistency.enabled: false)"
+        self.step(
+            "consistency",
+            lambda: steps.consistency_step(ctx),
+            spec.timeout_s,
+            skip=skip,
+            on_timeout=ctx.pool.stop_all,
+        )

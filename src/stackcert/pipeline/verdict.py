@@ -1,0 +1,106 @@
+"""The verdict of a run, from the step statuses and the gate results. Pure: no I/O.
+
+PASS     both stacks pass every gate                       -> recommend the candidate ("full")
+PARTIAL  the reference passes; the candidate fails or misses a gate -> recommend "base"
+FAIL     the engine does not import, or the reference cannot serve  -> recommend "none"
+A candidate whose only open gate is a consistency result inside the noise zone is PARTIAL with
+`retest` set, and the exit code is 4 (retest advised) instead of 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from stackcert.errors import ExitCode
+from stackcert.status import Status
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    PARTIAL = "PARTIAL"
+    FAIL = "FAIL"
+
+
+Recommended = Literal["full", "base", "none"]
+
+
+class VerdictResult(BaseModel):
+    verdict: Verdict
+    recommended: Recommended
+    exit_code: int
+    retest: bool = False
+    reasons: list[str] = Field(default_factory=list, description="why it is not PASS; empty on PASS")
+
+
+class GateInputs(BaseModel):
+    """What the verdict looks at; the pipeline fills it from the ledger and the step results."""
+
+    statuses: dict[str, Status]
+    consistency: Literal["pass", "fail", "retest"] | None = None
+    perf_ok: bool | None = None
+    perf_ratio: float | None = None
+    smoke_enabled: bool = True
+    consistency_required: bool = True
+    bench_required: bool = True
+
+
+def _st(statuses: Mapping[str, Status], step: str) -> Status:
+    return statuses.get(step, Status.PENDING)
+
+
+def _describe(step: str, status: Status) -> str:
+    return f"{step} is {status.value}"
+
+
+def decide(inputs: GateInputs) -> VerdictResult:
+    s = inputs.statuses
+    fail_reasons: list[str] = []
+    if _st(s, "install").bad:
+        fail_reasons.append("install gate: the engine does not import")
+    if _st(s, "reference.serve") is not Status.PASS:
+        fail_reasons.append(
+            f"reference stack cannot serve ({_describe('reference.serve', _st(s, 'reference.serve'))})"
+        )
+    elif inputs.smoke_enabled and _st(s, "reference.smoke").bad:
+        fail_reasons.append("reference stack fails its smoke test")
+    if fail_reasons:
+        return VerdictResult(
+            verdict=Verdict.FAIL, recommended="none", exit_code=int(ExitCode.FAIL), reasons=fail_reasons
+        )
+
+    reasons: list[str] = []
+    retest = False
+    if _st(s, "candidate.serve") is not Status.PASS:
+        reasons.append(
+            f"candidate stack cannot serve ({_describe('candidate.serve', _st(s, 'candidate.serve'))})"
+        )
+    else:
+        if inputs.smoke_enabled and _st(s, "candidate.smoke") is not Status.PASS:
+            reasons.append(
+                f"candidate smoke gate missed ({_describe('candidate.smoke', _st(s, 'candidate.smoke'))})"
+            )
+        if inputs.consistency_required:
+            if inputs.consistency == "retest":
+                retest = True
+                reasons.append("consistency inside the noise zone: retest advised")
+            elif inputs.consistency != "pass":
+                got = inputs.consistency or _st(s, "consistency").value
+                reasons.append(f"consistency gate missed ({got})")
+        if inputs.bench_required and inputs.perf_ok is not True:
+            if inputs.perf_ok is False and inputs.perf_ratio is not None:
+                reasons.append(f"performance gate missed (ratio {inputs.perf_ratio:.2f})")
+            else:
+                reasons.append(
+                    f"performance gate missed ({_describe('compare', _st(s, 'compare'))}, no ratio)"
+                )
+    if not reasons:
+        return VerdictResult(verdict=Verdict.PASS, recommended="full", exit_code=int(ExitCode.PASS))
+    only_retest = retest and len(reasons) == 1
+    code = ExitCode.RETEST if only_retest else ExitCode.PARTIAL
+    return VerdictResult(
+        verdict=Verdict.PARTIAL, recommended="base", exit_code=int(code), retest=retest, reasons=reasons
+    )

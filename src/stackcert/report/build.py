@@ -1,0 +1,182 @@
+"""Build report.json from the ledger and the step results, then render report.md and report.html."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from stackcert.diagnose.findings import Finding
+from stackcert.jsonio import now_iso, write_json_atomic
+from stackcert.pipeline.libs import Outcome
+from stackcert.pipeline.steps import ROLES, RunContext
+from stackcert.pipeline.verdict import GateInputs, VerdictResult, decide
+from stackcert.report import extract
+from stackcert.report.render import write_reports
+from stackcert.report.schema import FlagStep, FlagSteps, ModelSummary, Report, ServeAdvice, StackReport
+from stackcert.status import Status
+
+_FLAG_STATUS = {
+    Status.PASS: "success",
+    Status.SKIPPED: "skipped",
+    Status.PENDING: "pending",
+    Status.RUNNING: "pending",
+}
+
+
+def verdict_of(ctx: RunContext) -> VerdictResult:
+    led, cfg = ctx.ledger, ctx.config
+    compare = ctx.result("compare") or {}
+    cons = ctx.result("consistency") or {}
+    raw = str(cons.get("status", "")).lower() or None
+    consistency = raw if raw in ("pass", "fail", "retest") else None
+    return decide(
+        GateInputs(
+            statuses={r.id: r.status for r in led.records()},
+            consistency=consistency,
+            perf_ok=compare.get("perf_ok"),
+            perf_ratio=compare.get("perf_ratio"),
+            smoke_enabled=cfg.phases.smoke.enabled,
+            consistency_required=cfg.gates.require_consistency and cfg.phases.consistency.enabled,
+            bench_required=cfg.gates.require_bench and cfg.phases.bench.enabled,
+        )
+    )
+
+
+def _flag(ctx: RunContext, *step_ids: str) -> FlagStep:
+    records = [ctx.ledger.get(s) for s in step_ids]
+    bad = [r for r in records if r.status.bad]
+    if bad:
+        status = "failed"
+    elif all(r.status is Status.PASS for r in records):
+        status = "success"
+    elif any(r.status is Status.PASS for r in records):
+        status = "partial"
+    else:
+        status = _FLAG_STATUS.get(records[0].status, "pending")
+    detail = "; ".join(f"{r.id}: {r.status.value}{' — ' + r.reason if r.reason else ''}" for r in records)
+    return FlagStep(
+        status=status, duration_seconds=round(sum(r.duration_s or 0 for r in records), 3), detail=detail
+    )
+
+
+def _findings(ctx: RunContext) -> list[Finding]:
+    out: list[Finding] = []
+    seen: set[tuple[str, str, str]] = set()
+    for record in ctx.ledger.records():
+        data = ctx.result(record.id) or {}
+        for raw in data.get("findings", []) or []:
+            try:
+                f = Finding.model_validate(raw)
+            except ValueError:
+                continue
+            key = (f.step, f.signature or f.message, f.phase)
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def _serve_advice(ctx: RunContext, verdict: VerdictResult) -> ServeAdvice:
+    role = {"full": "candidate", "base": "reference"}.get(verdict.recommended)
+    if role is None:
+        return ServeAdvice()
+    stack = ctx.stack(role)
+    model = ctx.model
+    served = model.served_name if model else (ctx.config.model.served_name or "model")
+    serve = ctx.result(f"{role}.serve") or {}
+    argv = list((serve.get("info") or {}).get("argv") or [])
+    if argv:
+        argv = extract.with_port(argv, 8000)
+    elif model is not None:
+        argv = extract.vllm_command(str(model.path), served, stack.engine_args, ctx.config.model.dtype)
+    return ServeAdvice(
+        stack=stack.name,
+        command=argv,
+        env=dict(stack.env),
+        unset_env=list(stack.unset_env),
+        served_name=served,
+        port=8000,
+    )
+
+
+def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Report:
+    cfg, led = ctx.config, ctx.ledger
+    verdict = verdict_of(ctx)
+    timeline = [r.model_copy() for r in led.records()]
+    for r in timeline:
+        if r.id == "report" and r.status is Status.RUNNING and report_running_as_pass:
+            r.status = Status.PASS
+    errors = [f"{r.id}: {r.reason or r.status.value}" for r in timeline if r.status.bad]
+    model = ctx.model
+    stacks: dict[str, StackReport] = {}
+    for role in ROLES:
+        spec = ctx.stack(role)
+        stacks[spec.name] = StackReport(
+            name=spec.name,
+            role=role,
+            spec=spec.model_dump(mode="json"),
+            serve=led.get(f"{role}.serve"),
+            smoke=ctx.result(f"{role}.smoke"),
+            bench=ctx.result(f"{role}.bench"),
+        )
+    starts = Counter(s.stack for s in led.state.engine_starts)
+    summary = extract.conclusion(verdict, cfg.reference, cfg.candidate)
+    return Report(
+        status=verdict.verdict.value,
+        model=ModelSummary(
+            name=model.served_name if model else (cfg.model.served_name or cfg.model.source),
+            path=str(model.path) if model else cfg.model.path,
+            source=cfg.model.source,
+            dtype=cfg.model.dtype,
+            max_model_len=cfg.model.max_model_len,
+        ),
+        steps=FlagSteps(
+            install_stack=_flag(ctx, "install"),
+            env_verify=_flag(ctx, "env"),
+            model_verify=_flag(
+                ctx,
+                "model",
+                "reference.serve",
+                "reference.smoke",
+                "candidate.serve",
+                "candidate.smoke",
+                "consistency",
+            ),
+            perf_test=_flag(ctx, "reference.bench", "candidate.bench"),
+        ),
+        errors=errors,
+        conclusion=summary,
+        run_id=led.state.run_id,
+        run_dir=str(ctx.run_dir),
+        created=now_iso(),
+        verdict=verdict,
+        reference=cfg.reference,
+        candidate=cfg.candidate,
+        engine_starts={name: starts.get(name, 0) for name in (cfg.reference, cfg.candidate)},
+        timeline=timeline,
+        env=ctx.result("env"),
+        install=ctx.result("install"),
+        model_ref=(ctx.result("model") or {}).get("model"),
+        stacks=stacks,
+        consistency=ctx.result("consistency"),
+        compare=ctx.result("compare"),
+        bisect=ctx.result("bisect"),
+        findings=_findings(ctx),
+        serve=_serve_advice(ctx, verdict),
+        evaluation=extract.evaluation_rows(ctx, cfg.reference, cfg.candidate),
+        series=extract.series(ctx),
+        config=cfg.model_dump(mode="json"),
+    )
+
+
+def report_step(ctx: RunContext) -> Outcome:
+    report = build_report(ctx)
+    write_json_atomic(ctx.run_dir / "report.json", report)
+    write_reports(report, ctx.run_dir)
+    # The report is its own result file; an empty payload keeps the runner from overwriting it.
+    ctx.ledger.get("report").result_file = "report.json"
+    return Outcome(status=Status.PASS, reason=f"verdict {report.status}")
+
+
+def report_payload(report: Report) -> dict[str, Any]:
+    return report.model_dump(mode="json")

@@ -1,0 +1,182 @@
+"""Render report.json into report.md (a model card) and report.html (one self-contained file).
+
+Templates ship inside the package (`report/templates`). The HTML environment autoescapes every
+value; only the SVG plots built in `plots.py` (which escape their own text) are marked safe.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from stackcert.errors import UsageError
+from stackcert.jsonio import read_json
+from stackcert.report import plots
+from stackcert.report.schema import Report
+
+_FAQ_FIX = {
+    "L0": "check the host, driver and device (stackcert env).",
+    "L1": "check the packages and imports (stackcert install --check).",
+    "L2": "check the model files and config (stackcert model info).",
+    "L3": "an operator or kernel: run the bisection, or exclude the operator (operators.exclude).",
+    "L4": "check the communication library (FlagCX / NCCL) settings.",
+    "L5": "check the server log named in the finding.",
+    "L6": "numerics differ: see the consistency section and the bisection result.",
+}
+
+
+def _env(autoescape: bool) -> Environment:
+    env = Environment(
+        loader=PackageLoader("stackcert.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]) if autoescape else False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["shjoin"] = lambda argv: shlex.join(str(a) for a in argv)
+    env.filters["dur"] = _dur
+    env.filters["mdcell"] = _mdcell
+    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.globals["env_rows"] = env_rows
+    return env
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s"
+
+
+def _mdcell(value: Any) -> str:
+    """A value that is safe inside a Markdown table cell (model text can hold | and newlines)."""
+    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+_SKIP = {"schema_version", "kind", "stackcert_version", "started", "finished", "command"}
+
+
+def env_rows(report: Report, limit: int = 40) -> list[tuple[str, str]]:
+    """Flatten the probed environment (two levels deep) into table rows."""
+    rows: list[tuple[str, str]] = []
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if len(rows) >= limit:
+            return
+        if isinstance(value, dict) and depth < 2:
+            for k, v in value.items():
+                if depth == 0 and k in _SKIP:
+                    continue
+                walk(f"{prefix}.{k}" if prefix else str(k), v, depth + 1)
+        elif isinstance(value, list) and value and all(not isinstance(x, dict | list) for x in value):
+            rows.append((prefix, ", ".join(str(x) for x in value)))
+        elif isinstance(value, dict | list):
+            rows.append((prefix, f"{len(value)} entries"))
+        elif value is not None and value != "":
+            rows.append((prefix, str(value)))
+
+    walk("", report.env or {}, 0)
+    return rows
+
+
+def faq(report: Report) -> list[dict[str, str]]:
+    """Questions and answers built from the findings (one per distinct signature)."""
+    out: list[dict[str, str]] = []
+    seen: set[str] = set()
+    for f in report.findings:
+        key = f.signature or f.message
+        if key in seen:
+            continue
+        seen.add(key)
+        where = "/".join(p for p in (f.step, f.phase) if p)
+        question = f"What does '{f.category}' in {where} mean?"
+        answer = (
+            f"{f.message} — layer {f.layer.value}, component {f.component.value}"
+            + (f", operator {f.operator}" if f.operator else "")
+            + f". Next: {_FAQ_FIX.get(f.layer.value, 'see the log excerpt.')}"
+        )
+        out.append({"q": question, "a": answer, "severity": f.severity.value})
+    if report.verdict.retest:
+        out.append(
+            {
+                "q": "Why is a retest advised?",
+                "a": "The consistency statistics fell inside the noise zone: rerun with more samples.",
+                "severity": "info",
+            }
+        )
+    return out
+
+
+def _plots(report: Report) -> dict[str, Markup]:
+    s = report.series
+    lat = s.get("latency") or {}
+    thr = s.get("throughput") or {}
+    kl = s.get("kl") or []
+    per_token = s.get("kl_axis") == "token"
+    return {
+        "latency": Markup(
+            plots.histogram(
+                {k: [float(v) for v in vs] for k, vs in lat.items()},
+                title="Request latency (E2EL)",
+                xlabel="milliseconds",
+            )
+        ),
+        "throughput": Markup(
+            plots.line_plot(
+                {k: [(float(a), float(b)) for a, b in pts] for k, pts in thr.items()},
+                title="Output throughput vs concurrency",
+                xlabel="concurrency",
+                ylabel="output tokens/s",
+            )
+        ),
+        "kl": Markup(
+            plots.line_plot(
+                {"KL(reference ‖ candidate)": [(float(a), float(b)) for a, b in kl]} if kl else {},
+                title="KL divergence, reference vs candidate"
+                + (" (per token)" if per_token else " (mean per text)"),
+                xlabel="token position" if per_token else "scored text",
+                ylabel="KL (nats)",
+            )
+        ),
+    }
+
+
+def render_markdown(report: Report) -> str:
+    return _env(False).get_template("report.md.j2").render(r=report, faq=faq(report))
+
+
+def render_html(report: Report) -> str:
+    return _env(True).get_template("report.html.j2").render(r=report, faq=faq(report), plots=_plots(report))
+
+
+def write_reports(report: Report, run_dir: Path) -> dict[str, Path]:
+    """Write report.md and report.html next to report.json (atomically, via a temp name)."""
+    out: dict[str, Path] = {}
+    for name, text in (("report.md", render_markdown(report)), ("report.html", render_html(report))):
+        path = run_dir / name
+        tmp = run_dir / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        out[name] = path
+    return out
+
+
+def load_report(run_dir: Path) -> Report:
+    path = run_dir / "report.json" if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise UsageError(
+            f"no report.json at {path}", where=str(path), fix="give the folder of a finished run"
+        )
+    try:
+        return Report.model_validate(read_json(path))
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise UsageError(f"report.json does not validate: {first}", where=str(path)) from None

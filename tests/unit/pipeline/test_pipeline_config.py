@@ -1,0 +1,112 @@
+"""RunConfig: preset building and one-line config errors (key + line, exit 2 through the real CLI)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stackcert.errors import ConfigError, UsageError
+from stackcert.pipeline.config import RunConfig, from_preset, load_run_config
+
+GOOD = """\
+name: mini
+model:
+  source: path
+  path: /models/x
+stacks:
+  a: {name: a, engine: vllm, engine_args: {enforce_eager: true}}
+  b: {name: b, engine: vllm}
+reference: a
+candidate: b
+phases:
+  bench: {profiles: [demo], options: {num_prompts: 4}}
+gates: {perf_ratio: 0.7}
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "stackcert"  # the installed console script, as users run it
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_good_config_loads(tmp_path: Path) -> None:
+    cfg = load_run_config(_write(tmp_path, GOOD))
+    assert (
+        cfg.reference == "a"
+        and cfg.gates.perf_ratio == 0.7
+        and cfg.phases.bench.options == {"num_prompts": 4}
+    )
+    assert cfg.phases.smoke.options == {"offline": False}  # one engine start per stack by default
+
+
+def test_demo_preset_builds_a_runconfig_with_low_memory_servers() -> None:
+    cfg = from_preset("demo")
+    assert isinstance(cfg, RunConfig) and (cfg.reference, cfg.candidate) == ("eager", "compiled")
+    assert all(s.engine_args["gpu_memory_utilization"] <= 0.3 for s in cfg.stacks.values())
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        (
+            GOOD.replace("gates: {perf_ratio: 0.7}", "gates: {perf_ratio: 0.7, colour: red}"),
+            "gates.colour",
+            12,
+        ),
+        (GOOD.replace("perf_ratio: 0.7", "perf_ratio: fast"), "gates.perf_ratio", 12),
+        (
+            "\n".join(
+                line for line in GOOD.splitlines() if not line.startswith(("model", "  source", "  path"))
+            ),
+            "'model'",
+            None,
+        ),
+    ],
+    ids=["unknown-key", "wrong-type", "missing-model"],
+)
+def test_errors_name_key_and_line(tmp_path: Path, text: str, key: str, line: int | None) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_run_config(path)
+    assert key in err.value.one_line()
+    if line:
+        assert err.value.where == f"{path}:{line}"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (GOOD + "colour: red\n", "unknown key 'colour'"),
+        (GOOD.replace("perf_ratio: 0.7", "perf_ratio: fast"), "bad value for 'gates.perf_ratio'"),
+        (GOOD.replace("model:\n  source: path\n  path: /models/x\n", ""), "missing required key 'model'"),
+    ],
+    ids=["unknown-key", "wrong-type", "missing-model"],
+)
+def test_cli_config_errors_are_one_line_and_exit_2(tmp_path: Path, text: str, needle: str) -> None:
+    proc = _cli("run", "--config", str(_write(tmp_path, text)), "--run-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "run.yaml" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_docker_target_is_declared_but_not_supported(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not supported yet"):
+        load_run_config(_write(tmp_path, GOOD + "target: {kind: docker, container: c1}\n"))
+
+
+def test_cli_needs_exactly_one_source(tmp_path: Path) -> None:
+    proc = _cli("run")
+    assert proc.returncode == 2 and "--preset" in proc.stderr
+    proc = _cli("run", "--resume", str(tmp_path))
+    assert proc.returncode == 2 and "config.json" in proc.stderr

@@ -1,0 +1,101 @@
+"""Step mechanics of the runner: deadlines, crashes, missing libraries, Ctrl-C, resume skipping."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stackcert.errors import ConfigError
+from stackcert.pipeline.config import from_preset
+from stackcert.pipeline.ledger import Ledger
+from stackcert.pipeline.libs import NotAvailable, Outcome, lib
+from stackcert.pipeline.runner import PLAN, Interrupted, Pipeline, call_with_deadline
+from stackcert.status import Status
+
+
+@pytest.fixture
+def pipe(tmp_path: Path) -> Pipeline:
+    return Pipeline(from_preset("demo"), tmp_path, Ledger.create(tmp_path, PLAN))
+
+
+def test_deadline_returns_value_or_times_out() -> None:
+    assert call_with_deadline(lambda: Outcome(status=Status.PASS), 5, "x") == (
+        True,
+        Outcome(status=Status.PASS),
+    )
+    t0 = time.monotonic()
+    ended, _ = call_with_deadline(lambda: time.sleep(10) or Outcome(status=Status.PASS), 0.3, "slow")  # type: ignore[func-returns-value]
+    assert not ended and time.monotonic() - t0 < 2
+
+
+def test_step_records_payload_and_is_not_redone(pipe: Pipeline, tmp_path: Path) -> None:
+    calls = []
+
+    def fn() -> Outcome:
+        calls.append(1)
+        return Outcome(status=Status.PASS, payload={"answer": 42})
+
+    assert pipe.step("env", fn, 5) is Status.PASS
+    finished = pipe.ledger.get("env").finished
+    assert pipe.step("env", fn, 5) is Status.PASS and calls == [1]
+    reopened = Ledger.open(tmp_path)
+    assert reopened.get("env").finished == finished and reopened.result("env")["answer"] == 42
+    assert reopened.result("env")["schema_version"]  # the common envelope
+
+
+def test_timeout_crash_missing_library_and_bad_input(pipe: Pipeline, tmp_path: Path) -> None:
+    stopped = []
+    assert (
+        pipe.step(
+            "env",
+            lambda: time.sleep(5) or Outcome(status=Status.PASS),
+            0.2,  # type: ignore[func-returns-value]
+            on_timeout=lambda: stopped.append(1),
+        )
+        is Status.TIMEOUT
+    )
+    assert stopped == [1] and "limit" in pipe.ledger.get("env").reason
+
+    def crash() -> Outcome:
+        raise ZeroDivisionError("oops")
+
+    assert pipe.step("install", crash, 5) is Status.CRASH
+    assert (tmp_path / "logs" / "install.traceback.txt").exists()
+
+    def missing() -> Outcome:
+        lib("stackcert.no_such_library", "run")
+        raise AssertionError("unreachable")
+
+    assert pipe.step("model", missing, 5) is Status.SKIPPED
+    assert pipe.ledger.get("model").reason.startswith("not available")
+
+    def bad_input() -> Outcome:
+        raise ConfigError("bad thing", where="x.yaml:3")
+
+    assert pipe.step("compare", bad_input, 5) is Status.FAIL
+    assert "x.yaml:3" in pipe.ledger.get("compare").reason
+
+
+def test_skip_reason_records_skipped_without_running(pipe: Pipeline) -> None:
+    assert pipe.step("bisect", lambda: pytest.fail("must not run"), 5, skip="not needed") is Status.SKIPPED
+
+
+def test_ctrl_c_puts_the_step_back_to_pending(pipe: Pipeline, tmp_path: Path) -> None:
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    with pytest.raises(Interrupted) as err:
+        pipe.step("reference.bench", lambda: time.sleep(3) or Outcome(status=Status.PASS), 30)  # type: ignore[func-returns-value]
+    assert err.value.step == "reference.bench"
+    led = Ledger.open(tmp_path)
+    assert led.status("reference.bench") is Status.PENDING and led.first_unfinished() == "env"
+
+
+def test_lib_distinguishes_missing_module_and_attribute() -> None:
+    with pytest.raises(NotAvailable):
+        lib("stackcert.not_there", "x")
+    with pytest.raises(NotAvailable):
+        lib("stackcert.status", "no_such_name")
+    assert lib("stackcert.status", "Status") is Status
