@@ -26,7 +26,7 @@ import aiohttp
 import httpx
 import numpy as np
 
-from stackcert.bench.client import ClientConfig, RequestSpec, make_session, send_request
+from stackcert.bench.client import ClientConfig, RequestSpec, make_session, send_request, stamping_loop
 from stackcert.bench.records import RequestRecord
 from stackcert.engines.process import ManagedProcess
 
@@ -88,7 +88,13 @@ async def _sc_one(
 
 
 async def drive_vllm(url: str, conc: int, n: int, out_len: int) -> tuple[Arrivals, float]:
-    from vllm.benchmarks.lib.endpoint_request_func import RequestFuncInput, async_request_openai_completions
+    try:
+        from vllm.benchmarks.lib.endpoint_request_func import (
+            RequestFuncInput,
+            async_request_openai_completions,
+        )
+    except ImportError:  # a host without vLLM: the same file, copied next to the script's path
+        from vllm_erf import RequestFuncInput, async_request_openai_completions  # type: ignore[no-redef]
 
     # vLLM bench serve's own session settings (vllm/benchmarks/serve.py)
     conn = aiohttp.TCPConnector(
@@ -170,6 +176,13 @@ def fetch_log(url: str) -> list[list[float]]:
 DRIVERS = {"stackcert": drive_stackcert, "vllm": drive_vllm}
 
 
+def drive(name: str, args: tuple[Any, ...]) -> tuple[Arrivals, float]:
+    """Each client on the event loop its own tool uses (stackcert: the arrival-stamping loop)."""
+    factory = stamping_loop if name == "stackcert" else None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(DRIVERS[name](*args))
+
+
 def precision(concs: list[int], out_len: int, ttft: float, itl: float) -> None:
     proc, url = start_server(ttft, itl)
     try:
@@ -187,7 +200,7 @@ def precision(concs: list[int], out_len: int, ttft: float, itl: float) -> None:
             rows = {}
             for name in order:
                 fetch_log(url)  # clear
-                arr, _ = asyncio.run(DRIVERS[name](url, conc, conc * 2, out_len))
+                arr, _ = drive(name, (url, conc, conc * 2, out_len))
                 rows[name] = errors(arr, fetch_log(url))
             for name in ("stackcert", "vllm"):
                 e = rows[name]
@@ -214,7 +227,7 @@ def capacity(conc: int, n: int, out_len: int, repeats: int) -> None:
             for name in ["stackcert", "vllm"] if r % 2 == 0 else ["vllm", "stackcert"]:
                 fetch_log(url)
                 c0, s0 = time.process_time(), _cpu(proc.pid)
-                arr, dur = asyncio.run(DRIVERS[name](url, conc, n, out_len))
+                arr, dur = drive(name, (url, conc, n, out_len))
                 c1, s1 = time.process_time(), _cpu(proc.pid)
                 ok = sum(1 for _, t in arr if t)
                 rate = ok / dur

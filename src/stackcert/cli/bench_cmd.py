@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.progress import Progress as RichBar
 from rich.table import Table
 
@@ -62,19 +62,17 @@ def render(data: dict[str, Any]) -> None:
         "ok/fail",
         "req/s",
         "out tok/s",
-        "total tok/s",
-        "TTFT ms",
-        "TTFT p99",
+        "TTFT ms mean/p99",
         "TPOT ms",
-        "ITL ms",
-        "ITL p99",
+        "ITL ms mean/p99",
         "E2EL ms",
     )
     for c in cols:
-        table.add_column(c, justify="right" if c not in ("profile", "point") else "left")
+        table.add_column(c, justify="left" if c in ("profile", "point") else "right")
     for p in data["points"]:
         for run in p["runs"]:
             m = run["metrics"]
+            ttft, itl = m["ttft_ms"], m["itl_ms"]
             table.add_row(
                 p["profile"],
                 p["point"],
@@ -82,12 +80,9 @@ def render(data: dict[str, Any]) -> None:
                 f"{m['completed']}/{m['failed']}",
                 f"{m['request_throughput']:.2f}",
                 f"{m['output_throughput']:.1f}",
-                f"{m['total_token_throughput']:.1f}",
-                f"{m['ttft_ms']['mean']:.1f}",
-                f"{m['ttft_ms']['percentiles'].get('p99', 0):.1f}",
+                f"{ttft['mean']:.1f}/{ttft['percentiles'].get('p99', 0):.1f}",
                 f"{m['tpot_ms']['mean']:.2f}",
-                f"{m['itl_ms']['mean']:.2f}",
-                f"{m['itl_ms']['percentiles'].get('p99', 0):.2f}",
+                f"{itl['mean']:.2f}/{itl['percentiles'].get('p99', 0):.2f}",
                 f"{m['e2el_ms']['mean']:.0f}",
             )
     console.print(table)
@@ -161,7 +156,6 @@ class _progress:
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
-            TimeElapsedColumn(),
             console=err_console,
         )
         self.bar.start()

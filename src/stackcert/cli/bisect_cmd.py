@@ -35,7 +35,9 @@ def parse_faults(items: list[str]) -> dict[str, str]:
     for item in items:
         op, sep, kind = item.partition("=")
         if not sep or not op or not kind:
-            raise UsageError(f"bad --fault '{item}'", where="--fault", fix="write OP=crash|nan|drift, e.g. mm=crash")
+            raise UsageError(
+                f"bad --fault '{item}'", where="--fault", fix="write OP=crash|nan|drift, e.g. mm=crash"
+            )
         faults[op.strip()] = kind.strip()
     return faults
 
@@ -43,31 +45,56 @@ def parse_faults(items: list[str]) -> dict[str, str]:
 def _render(data: dict[str, Any]) -> None:
     table = Table("#", "purpose", "excluded", "result", "reason", "s")
     for rec in data["log"]:
-        shown = ", ".join(rec["excluded"]) if len(rec["excluded"]) <= 6 else f"{len(rec['excluded'])} operators"
+        shown = (
+            ", ".join(rec["excluded"]) if len(rec["excluded"]) <= 6 else f"{len(rec['excluded'])} operators"
+        )
         style = "green" if rec["passed"] else "red"
-        table.add_row(str(rec["index"]), rec["purpose"], shown, f"[{style}]{rec['category']}[/]",
-                      rec["reason"][:60], f"{rec['duration_s']:.1f}")
+        table.add_row(
+            str(rec["index"]),
+            rec["purpose"],
+            shown,
+            f"[{style}]{rec['category']}[/]",
+            rec["reason"][:60],
+            f"{rec['duration_s']:.1f}",
+        )
     console.print(table)
     colour = "green" if data["status"] in ("found", "no_failure") else "red"
     console.print(f"[bold {colour}]{data['status']}[/]: {data['message']}")
-    console.print(f"probes used: {data['probes_used']} of {data['probe_budget']}; verified: {data['verified']}")
+    console.print(
+        f"probes used: {data['probes_used']} of {data['probe_budget']}; verified: {data['verified']}"
+    )
     if data.get("candidate"):
         console.print(f"passing candidate: exclude {data['candidate']['operators']['exclude']}")
 
 
 @app.command("bisect")
 def bisect_command(
-    preset: Annotated[str, typer.Option("--preset", help="Preset holding the stacks and the model.")] = "fault",
-    candidate: Annotated[str | None, typer.Option("--candidate", help="Stack to bisect (default: the preset's).")] = None,
-    reference: Annotated[str | None, typer.Option("--reference", help="Reference stack (default: the preset's).")] = None,
-    fault: Annotated[
-        list[str] | None, typer.Option("--fault", help="TEST/DEMO ONLY (fault_ops): plant OP=crash|nan|drift.")
+    preset: Annotated[
+        str, typer.Option("--preset", help="Preset holding the stacks and the model.")
+    ] = "fault",
+    candidate: Annotated[
+        str | None, typer.Option("--candidate", help="Stack to bisect (default: the preset's).")
     ] = None,
-    include: Annotated[str | None, typer.Option("--include", help="Only these operators (comma separated).")] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="A HF checkpoint folder instead of the preset's.")] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="Reference stack (default: the preset's).")
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option("--fault", help="TEST/DEMO ONLY (fault_ops): plant OP=crash|nan|drift."),
+    ] = None,
+    include: Annotated[
+        str | None, typer.Option("--include", help="Only these operators (comma separated).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A HF checkpoint folder instead of the preset's.")
+    ] = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Where bisect.json goes.")] = None,
-    timeout_per_probe: Annotated[float, typer.Option("--timeout-per-probe", help="Seconds per probe.")] = 120.0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Greedy tokens of the reference.")] = 8,
+    timeout_per_probe: Annotated[
+        float, typer.Option("--timeout-per-probe", help="Seconds per probe.")
+    ] = 120.0,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", help="Greedy tokens of the reference.")
+    ] = 8,
     tol: Annotated[float | None, typer.Option("--tol", help="Largest |Δ log-prob| that passes.")] = None,
     max_probes: Annotated[int | None, typer.Option("--max-probes", help="Probe budget.")] = None,
     json_out: JsonFlag = False,
@@ -80,8 +107,11 @@ def bisect_command(
     cand = p.stack(candidate or p.candidate)
     ref = p.stack(reference or p.reference)
     if cand.operators is None:
-        raise UsageError(f"stack '{cand.name}' selects no operator library", where="--candidate",
-                         fix="choose a stack with an 'operators' section (e.g. --preset fault --candidate faulty)")
+        raise UsageError(
+            f"stack '{cand.name}' selects no operator library",
+            where="--candidate",
+            fix="choose a stack with an 'operators' section (e.g. --preset fault --candidate faulty)",
+        )
     update: dict[str, Any] = {}
     if fault:
         update["faults"] = {**cand.operators.faults, **parse_faults(fault)}
@@ -95,9 +125,17 @@ def bisect_command(
         spec = ModelSpec(source="path", path=str(model), dtype=spec.dtype, max_model_len=spec.max_model_len)
     ref_model = resolve_model(spec)
     folder = run_dir or Path("runs") / f"bisect-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-    result = run_bisect(ref, cand, ref_model, run_dir=folder, timeout_per_probe=timeout_per_probe,
-                        max_new_tokens=max_new_tokens, logprob_tol=tol, max_probes=max_probes,
-                        progress=None if want_json(json_out) else _Printer())
+    result = run_bisect(
+        ref,
+        cand,
+        ref_model,
+        run_dir=folder,
+        timeout_per_probe=timeout_per_probe,
+        max_new_tokens=max_new_tokens,
+        logprob_tol=tol,
+        max_probes=max_probes,
+        progress=None if want_json(json_out) else _Printer(),
+    )
     data = result.model_dump(mode="json")
     data["bisect_json"] = str(folder / "bisect.json")
     emit(data, as_json=json_out, render=_render)

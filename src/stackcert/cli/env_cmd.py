@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stackcert.cli.app import JsonFlag, app, console, emit
@@ -52,7 +53,7 @@ def _render(info: HostInfo) -> None:
         pkgs.add_row(p.module, p.version or "[dim]not installed[/]", p.distribution or "", p.note or "")
     console.print(pkgs)
     for note in info.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @app.command("env")

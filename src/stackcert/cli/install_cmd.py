@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stackcert.cli.app import JsonFlag, app, console, emit, want_json
@@ -33,17 +34,19 @@ def _render_plan(plan: InstallPlan) -> None:
         state = f"{probe.latency_ms} ms" if probe.reachable else f"[red]unreachable[/] {probe.error}"
         console.print(f"  network {probe.url}: {state}", highlight=False)
     for pkg in plan.packages:
-        console.print(f"\n[bold]{pkg.name}[/] ({pkg.role}) — {pkg.source}", highlight=False)
+        console.print(f"\n[bold]{pkg.name}[/] ({pkg.role}) — {escape(pkg.source)}", highlight=False)
         if pkg.skipped:
-            console.print(f"  [yellow]skipped:[/] {pkg.skipped}", highlight=False)
+            console.print(f"  [yellow]skipped:[/] {escape(pkg.skipped)}", highlight=False)
         for step in pkg.steps:
-            console.print(f"  {step.kind:5} $ {shlex.join(step.argv)}", highlight=False, soft_wrap=True)
+            console.print(
+                f"  {step.kind:5} $ {escape(shlex.join(step.argv))}", highlight=False, soft_wrap=True
+            )
         for key, value in pkg.env.items():
             console.print(f"  env   {key}={value}", highlight=False)
         for note in pkg.notes:
-            console.print(f"  note  {note}", highlight=False)
+            console.print(f"  note  {escape(note)}", highlight=False)
     for note in plan.notes:
-        console.print(f"[yellow]note:[/] {note}", highlight=False)
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def _render_gate(gate: GateResult) -> None:
@@ -57,17 +60,17 @@ def _render_gate(gate: GateResult) -> None:
             p.role,
             f"[{colour}]{p.status}[/]",
             p.version or "",
-            "\n".join([x for x in [p.error, *p.notes] if x]),
+            "\n".join([escape(x) for x in [p.error, *p.notes] if x]),
         )
     console.print(table)
     if gate.reason:
-        console.print(f"[red]gate failed:[/] {gate.reason}", highlight=False)
+        console.print(f"[red]gate failed:[/] {escape(gate.reason)}", highlight=False)
 
 
 def _render_result(result: InstallResult) -> None:
     for pkg in result.packages:
         colour = {"pass": "green", "skipped": "yellow"}.get(pkg.status, "red")
-        console.print(f"[{colour}]{pkg.status:7}[/] {pkg.name} {pkg.reason or ''}", highlight=False)
+        console.print(f"[{colour}]{pkg.status:7}[/] {pkg.name} {escape(pkg.reason or '')}", highlight=False)
     if result.gate:
         _render_gate(result.gate)
 

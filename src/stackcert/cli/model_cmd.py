@@ -35,8 +35,10 @@ class RichProgress:
 
     def on_finish(self, task: str, status: str) -> None:
         if task in self.tasks:
-            elapsed = self.bar.tasks[self.tasks[task]].elapsed or 0.0
-            self.bar.remove_task(self.tasks.pop(task))
+            task_id = self.tasks.pop(task)
+            # bar.tasks is a list that shrinks on removal: find the task by id, not by index.
+            elapsed = next((t.elapsed for t in self.bar.tasks if t.id == task_id), None) or 0.0
+            self.bar.remove_task(task_id)
             self.bar.console.print(f"[dim]{task}: {status} ({elapsed:.1f}s)[/]")
 
 

@@ -13,9 +13,10 @@ The search, cheapest first:
    QuickXplain-style divide and conquer finds a minimal exclusion set under the assumption that
    excluding more never makes a run fail.
 
-Then the answer is re-verified (the recommended exclusion list is run once more, uncached) and
-isolated (only the culprits active): when the culprits alone do not fail, the failure is an
-interaction, and the same divide and conquer finds the partner operators that must be active too.
+Each answer is isolated (a run with only the suspects active) and then re-verified (the
+recommended exclusion list run once more, uncached). When the suspects alone do not fail, the
+failure is an interaction, and the same divide and conquer finds the partner operators that must be
+active too. One culprit among n operators costs at most ceil(log2 n) + 2 probes.
 
 Flaky probes: each distinct exclusion set is probed once (results are memoised). The final
 verification runs uncached; when it disagrees with the memoised result, the result is
@@ -170,7 +171,7 @@ def bisect_operators(
             probes_used=len(s.log),
             probe_budget=budget,
             log=s.log,
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
         if res.verified and candidate is not None:
             res.candidate = with_exclusion(candidate, res.exclude)
@@ -180,7 +181,11 @@ def bisect_operators(
         if not ops:
             return result("no_failure", "the candidate has no active operators to bisect")
         exclude: list[str] = []
-        if traceback_op is not None and traceback_op in ops and s.passes([traceback_op], "traceback fast path"):
+        if (
+            traceback_op is not None
+            and traceback_op in ops
+            and s.passes([traceback_op], "traceback fast path")
+        ):
             exclude = [traceback_op]
         if not exclude:
             exclude = s.halve(ops)
@@ -248,7 +253,5 @@ def with_exclusion(stack: StackSpec, exclude: list[str]) -> StackSpec:
     """The stack with these operators added to its exclusion list."""
     if stack.operators is None:
         return stack
-    ops = stack.operators.model_copy(
-        update={"exclude": sorted(set(stack.operators.exclude) | set(exclude))}
-    )
+    ops = stack.operators.model_copy(update={"exclude": sorted(set(stack.operators.exclude) | set(exclude))})
     return stack.model_copy(update={"name": f"{stack.name}-bisected", "operators": ops})

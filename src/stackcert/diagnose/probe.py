@@ -72,8 +72,15 @@ class WorkerProbe:
         env = self.stack.child_env(dict(os.environ))
         if self.spec.selection.library == "flag_gems":
             env["TRITON_CACHE_DIR"] = str(self.work_dir / f"triton-cache-{self.starts:03d}")
-        argv = [sys.executable, "-m", "stackcert.diagnose.probe_worker", "--spec", str(spec_path),
-                "--socket", sock_path]
+        argv = [
+            sys.executable,
+            "-m",
+            "stackcert.diagnose.probe_worker",
+            "--spec",
+            str(spec_path),
+            "--socket",
+            sock_path,
+        ]
         self._proc = ManagedProcess(argv, log_path=self.work_dir / "worker.log", env=env).start()
         deadline = time.monotonic() + self.load_timeout
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -85,8 +92,11 @@ class WorkerProbe:
                 if not self._proc.running or time.monotonic() > deadline:
                     conn.close()
                     self.close()
-                    raise EngineError("the probe worker did not start", where=str(self.work_dir / "worker.log"),
-                                      fix="read the worker log") from None
+                    raise EngineError(
+                        "the probe worker did not start",
+                        where=str(self.work_dir / "worker.log"),
+                        fix="read the worker log",
+                    ) from None
                 time.sleep(0.1)
         conn.settimeout(max(1.0, deadline - time.monotonic()))
         self._stream = conn.makefile("rwb")
@@ -96,17 +106,18 @@ class WorkerProbe:
             ready = {"error": "no answer before the load timeout"}
         if not ready.get("ready"):
             self.close()
-            raise EngineError(f"the probe worker could not load the model or run the reference: {ready.get('error')}",
-                              where=str(self.work_dir / "worker.log"), fix="read the worker log")
+            raise EngineError(
+                f"the probe worker could not load the model or run the reference: {ready.get('error')}",
+                where=str(self.work_dir / "worker.log"),
+                fix="read the worker log",
+            )
         self.reference_tokens = list(ready.get("reference_tokens", []))
         conn.settimeout(self.timeout)
 
     def close(self) -> None:
         if self._stream is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._stream.close()
-            except OSError:
-                pass
             self._stream = None
         if self._proc is not None:
             self._proc.stop(grace=3.0)
@@ -135,16 +146,22 @@ class WorkerProbe:
             return None
         answer: dict[str, Any] = json.loads(line)
         if "error" in answer:
-            raise EngineError(f"the probe worker refused the request: {answer['error']}",
-                              where=str(self.work_dir / "worker.log"), fix="read the worker log")
+            raise EngineError(
+                f"the probe worker refused the request: {answer['error']}",
+                where=str(self.work_dir / "worker.log"),
+                fix="read the worker log",
+            )
         return answer
 
     # -- probing ------------------------------------------------------------------------
     def select(self, selection: OperatorSelection, record_dir: Path | None = None) -> None:
         """Serve a different candidate selection (same model, prompt and reference) from now on."""
         self.spec = self.spec.model_copy(update={"selection": selection, "record_dir": record_dir})
-        request = {"kind": "select", "selection": selection.model_dump(),
-                   "record_dir": str(record_dir) if record_dir else None}
+        request = {
+            "kind": "select",
+            "selection": selection.model_dump(),
+            "record_dir": str(record_dir) if record_dir else None,
+        }
         if self._proc is not None and self._ask(request) is None:
             self.close()
 
@@ -153,8 +170,11 @@ class WorkerProbe:
         answer = self._ask({"kind": "effective"})
         if answer is None:
             self.close()
-            raise EngineError("the probe worker died while applying the operator selection",
-                              where=str(self.work_dir / "worker.log"), fix="read the worker log")
+            raise EngineError(
+                "the probe worker died while applying the operator selection",
+                where=str(self.work_dir / "worker.log"),
+                fix="read the worker log",
+            )
         return list(answer["effective"])
 
     def generate(self, excluded: list[str] | None = None) -> list[int]:
@@ -162,8 +182,11 @@ class WorkerProbe:
         answer = self._ask({"kind": "generate", "excluded": excluded or []})
         if answer is None:
             self.close()
-            raise EngineError("the probe worker died while generating", where=str(self.work_dir / "worker.log"),
-                              fix="read the worker log")
+            raise EngineError(
+                "the probe worker died while generating",
+                where=str(self.work_dir / "worker.log"),
+                fix="read the worker log",
+            )
         return list(answer["tokens"])
 
     def __call__(self, excluded: list[str]) -> ProbeOutcome:
@@ -174,8 +197,9 @@ class WorkerProbe:
             self.close()  # hung or dead: the next probe gets a fresh worker
             late = time.monotonic() - started >= self.timeout - 0.5
             if alive and late:
-                return ProbeOutcome(passed=False, category="timeout",
-                                    reason=f"probe ran past its {self.timeout:.0f}s limit")
+                return ProbeOutcome(
+                    passed=False, category="timeout", reason=f"probe ran past its {self.timeout:.0f}s limit"
+                )
             return ProbeOutcome(passed=False, category="crash", reason="the probe worker process died")
         if self.fresh:
             self.close()
@@ -212,11 +236,17 @@ def run_bisect(
     """
     progress = progress or NullProgress()
     if candidate.operators is None:
-        raise UsageError(f"stack '{candidate.name}' selects no operator library, so there is nothing to bisect",
-                         where="candidate.operators", fix="bisect a stack with an 'operators' section")
+        raise UsageError(
+            f"stack '{candidate.name}' selects no operator library, so there is nothing to bisect",
+            where="candidate.operators",
+            fix="bisect a stack with an 'operators' section",
+        )
     if candidate.engine != "transformers":
-        raise UsageError(f"bisect runs the transformers engine; stack '{candidate.name}' uses {candidate.engine}",
-                         where="candidate.engine", fix="bisect a transformers stack (presets fault, gems)")
+        raise UsageError(
+            f"bisect runs the transformers engine; stack '{candidate.name}' uses {candidate.engine}",
+            where="candidate.engine",
+            fix="bisect a transformers stack (presets fault, gems)",
+        )
     gems = candidate.operators.library == "flag_gems"
     if not gems:
         operators.validate(candidate.operators)  # bad names fail here, as a UsageError, not in the worker
@@ -235,8 +265,11 @@ def run_bisect(
     started = time.time()
     with contextlib.ExitStack() as stack:
         if worker is None:
-            probe = stack.enter_context(WorkerProbe(spec, candidate, work_dir=work, timeout_per_probe=timeout_per_probe,
-                                                    fresh_per_probe=gems))
+            probe = stack.enter_context(
+                WorkerProbe(
+                    spec, candidate, work_dir=work, timeout_per_probe=timeout_per_probe, fresh_per_probe=gems
+                )
+            )
         else:
             probe = worker
             probe.select(candidate.operators, spec.record_dir)
@@ -252,8 +285,13 @@ def run_bisect(
             progress.on_message("bisect", f"excluded {len(excluded)}/{len(active)}: {outcome.category}")
             return outcome
 
-        result = bisect_operators(active, logged, traceback_op=traceback_operator(findings, active),
-                                  max_probes=max_probes, candidate=candidate)
+        result = bisect_operators(
+            active,
+            logged,
+            traceback_op=traceback_operator(findings, active),
+            max_probes=max_probes,
+            candidate=candidate,
+        )
         progress.on_finish("bisect", result.status)
     payload: dict[str, Any] = {
         "reference": reference.name,

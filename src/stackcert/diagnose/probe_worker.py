@@ -71,9 +71,10 @@ class ProbeSession:
         kwargs: dict[str, Any] = {"dtype": getattr(torch, spec.dtype)}
         if spec.attn_implementation:
             kwargs["attn_implementation"] = spec.attn_implementation
-        self.tok = AutoTokenizer.from_pretrained(spec.model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(spec.model_path, **kwargs).to(spec.device).eval()
-        self.inputs = self.tok(spec.prompt, return_tensors="pt").to(spec.device)
+        tok: Any = AutoTokenizer.from_pretrained(spec.model_path)
+        model: Any = AutoModelForCausalLM.from_pretrained(spec.model_path, **kwargs)
+        self.model = model.to(spec.device).eval()
+        self.inputs = tok(spec.prompt, return_tensors="pt").to(spec.device)
         self.probes = 0
         self.ref_tokens, self.ref_top = self._reference()
 
@@ -83,7 +84,7 @@ class ProbeSession:
         import torch
 
         self = cls.__new__(cls)
-        self.spec, self.torch, self.model, self.tok = spec, torch, model.eval(), None
+        self.spec, self.torch, self.model = spec, torch, model.eval()
         self.inputs = {"input_ids": torch.tensor([input_ids], device=spec.device)}
         self.probes = 0
         operators.reset()
@@ -141,7 +142,9 @@ class ProbeSession:
 
     def probe(self, excluded: list[str]) -> tuple[ProbeOutcome, list[str]]:
         self.probes += 1
-        record = self.spec.record_dir / f"probe-{self.probes:03d}-operators.json" if self.spec.record_dir else None
+        record = (
+            self.spec.record_dir / f"probe-{self.probes:03d}-operators.json" if self.spec.record_dir else None
+        )
         effective: list[str] = []
         try:
             effective = operators.apply(self._selection(excluded), record_path=record)
@@ -149,8 +152,9 @@ class ProbeSession:
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             op = operator_from_exception(exc, effective)
-            return ProbeOutcome(passed=False, category="crash", reason=f"{type(exc).__name__}: {first}"[:500],
-                                operator=op), effective
+            return ProbeOutcome(
+                passed=False, category="crash", reason=f"{type(exc).__name__}: {first}"[:500], operator=op
+            ), effective
         finally:
             operators.reset()
             if self.spec.device.startswith("cuda"):
@@ -166,18 +170,31 @@ class ProbeSession:
         nan = bool(torch.isnan(lp).any())
         delta = float((got - values).abs().max()) if not nan else math.inf
         ref_argmax = indices[:, 0].tolist()
-        agree = next((i for i, (a, b) in enumerate(zip(lp.argmax(-1).tolist(), ref_argmax)) if a != b), None)
+        agree = next(
+            (i for i, (a, b) in enumerate(zip(lp.argmax(-1).tolist(), ref_argmax, strict=True)) if a != b),
+            None,
+        )
         metrics = {"max_abs_logprob_delta": delta, "tokens_compared": float(len(self.ref_tokens))}
         if agree is not None:
             metrics["first_divergence"] = float(agree)
         if nan or not math.isfinite(delta):
-            return ProbeOutcome(passed=False, category="nan", reason="non-finite log-probs (NaN/inf)", metrics=metrics)
+            return ProbeOutcome(
+                passed=False, category="nan", reason="non-finite log-probs (NaN/inf)", metrics=metrics
+            )
         if agree is not None:
-            return ProbeOutcome(passed=False, category="mismatch",
-                                reason=f"greedy tokens diverge at position {agree}", metrics=metrics)
+            return ProbeOutcome(
+                passed=False,
+                category="mismatch",
+                reason=f"greedy tokens diverge at position {agree}",
+                metrics=metrics,
+            )
         if delta > self.spec.logprob_tol:
-            return ProbeOutcome(passed=False, category="drift",
-                                reason=f"max |Δ log-prob| {delta:.4g} > {self.spec.logprob_tol:g}", metrics=metrics)
+            return ProbeOutcome(
+                passed=False,
+                category="drift",
+                reason=f"max |Δ log-prob| {delta:.4g} > {self.spec.logprob_tol:g}",
+                metrics=metrics,
+            )
         return ProbeOutcome(passed=True, category="pass", metrics=metrics)
 
 
@@ -200,7 +217,13 @@ def serve(spec: WorkerSpec, sock_path: str) -> int:
         traceback.print_exc()
         send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
-    send({"ready": True, "load_s": round(time.monotonic() - started, 2), "reference_tokens": session.ref_tokens})
+    send(
+        {
+            "ready": True,
+            "load_s": round(time.monotonic() - started, 2),
+            "reference_tokens": session.ref_tokens,
+        }
+    )
     for line in stream:
         req = json.loads(line)
         kind = req.get("kind", "probe")
@@ -219,7 +242,13 @@ def serve(spec: WorkerSpec, sock_path: str) -> int:
                 t0 = time.monotonic()
                 outcome, effective = session.probe(excluded)
                 print(f"probe excluded={excluded} -> {outcome.category} {outcome.reason}", flush=True)
-                send({"outcome": outcome.model_dump(), "effective": effective, "duration_s": time.monotonic() - t0})
+                send(
+                    {
+                        "outcome": outcome.model_dump(),
+                        "effective": effective,
+                        "duration_s": time.monotonic() - t0,
+                    }
+                )
         except Exception as exc:  # a usage error in a request must not kill the worker
             traceback.print_exc()
             send({"error": f"{type(exc).__name__}: {exc}"})

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 GRACE_SECONDS = float(os.environ.get("STACKCERT_GUARD_GRACE", "8"))
 

@@ -137,10 +137,8 @@ def validate(selection: OperatorSelection) -> None:
 def apply(selection: OperatorSelection, *, record_path: Path | None = None) -> list[str]:
     """Enable the selection in this process; return (and record) the effective operator set."""
     validate(selection)
-    if selection.library == "fault_ops":
-        effective = _apply_fault_ops(selection)
-    else:
-        effective = _apply_gems(selection)
+    fault = selection.library == "fault_ops"
+    effective = _apply_fault_ops(selection) if fault else _apply_gems(selection)
     if record_path is not None:
         record(selection, effective, record_path)
     return effective

@@ -30,6 +30,7 @@ STEP = "launch"
 COMPILE_PHASES = frozenset({"compiling", "capturing_graphs"})
 # Lines that repeat while the engine waits on itself: they are not progress.
 _HEARTBEAT = re.compile(r"No available shared memory broadcast block found", re.I)
+_ENGINE_COMPONENT = {"vllm": Component.VLLM, "transformers": Component.TRANSFORMERS}
 FATAL_GRACE_S = 5.0  # after a fatal line, let the traceback finish before we stop the process
 
 
@@ -122,7 +123,13 @@ class ProcessServer:
     def findings(self) -> list[Finding]:
         if self.log_path is None:
             return []
-        return scan_log(self.log_path, step=STEP, phase=self.phase, model_dirs=self._model_dirs)
+        found = scan_log(self.log_path, step=STEP, phase=self.phase, model_dirs=self._model_dirs)
+        engine = _ENGINE_COMPONENT.get(self.info.engine)
+        for f in found:
+            # An argument error is the launcher's own (argparse prints no traceback to attribute).
+            if f.category == "bad_arg" and f.component is Component.UNKNOWN and engine is not None:
+                f.component = engine
+        return found
 
     def __repr__(self) -> str:
         return f"ProcessServer(stack={self.stack.name!r}, base_url={self.base_url!r}, alive={self.alive()})"
@@ -212,6 +219,8 @@ class ProcessServer:
         return data.decode("utf-8", errors="replace"), offset + len(data)
 
     def _note_phase(self, line: str, elapsed: float, task: str) -> None:
+        if self.phase == "serving":  # later lines (request logs) do not move a serving server back
+            return
         for rule in self._phases:
             if rule.pattern.search(line):
                 self._set_phase(rule.phase, elapsed, task)

@@ -28,14 +28,14 @@ VLLM_PHASES = phase_rules(
     [
         (r"Starting to load model|Loading safetensors|Loading weights|Loading model", "loading_weights"),
         (
-            r"Warming up model for the compilation|torch\.compile|Dynamo bytecode|inductor|"
-            r"Compiling a graph|AOT compiled|torch_compile_cache",
+            r"Warming up model for the compilation|Dynamo bytecode transform|Compiling a graph|"
+            r"AOT compiled|torch\.compile takes|Compiling model|start compiling",
             "compiling",
         ),
         (r"Capturing CUDA graph|Graph capturing|cudagraph captur", "capturing_graphs"),
         (r"KV cache|Memory profiling|num_gpu_blocks|init engine", "kv_cache"),
         (
-            r"Starting vLLM API server|Uvicorn running|Application startup complete|Available routes",
+            r"Starting vLLM (API )?server|Uvicorn running|Application startup complete|Available routes",
             "serving",
         ),
     ]

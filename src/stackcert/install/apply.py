@@ -184,7 +184,10 @@ def apply_plan(
         values=values,
         progress=prog,
     )
-    result = InstallResult(passed=gate.passed, plan=plan, packages=outcomes, gate=gate)
+    # Like the gate: a failed engine or plugin install fails the whole install; components are reported.
+    roles = {p.name: p.role for p in plan.packages}
+    blocked = [o for o in outcomes if o.status.bad and roles.get(o.name) in ("engine", "plugin")]
+    result = InstallResult(passed=gate.passed and not blocked, plan=plan, packages=outcomes, gate=gate)
     prog.on_finish("install", "pass" if result.passed else "fail")
     write_json_atomic(run_dir / "install.json", envelope("install", result.model_dump(mode="json")))
     return result

