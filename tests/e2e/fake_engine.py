@@ -6,7 +6,8 @@ Modes: stall (prints a phase line, then sleeps), import_error (dies with a real 
 oom_hang (prints an OOM line, then hangs), serve (benign warning, then serves /v1/models for
 'demo'), serve_other (serves a different model name), hang_requests (serves models, hangs on POST),
 bind (binds PORT like a server; fails with a real 'address already in use' when taken),
-replay (prints a captured vLLM log given as the 3rd argument, then serves).
+race (loses a port race once, then serves),
+replay (prints the captured vLLM log given as 3rd argument, then serves).
 """
 
 from __future__ import annotations
@@ -53,10 +54,22 @@ elif MODE == "import_error":
 elif MODE == "oom_hang":
     print("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB", flush=True)
     time.sleep(3600)
+elif MODE == "race":  # loses a port race once (flag file argv[4]), then serves
+    from pathlib import Path
+
+    flag = Path(sys.argv[4])
+    if not flag.exists():
+        flag.write_text("lost")
+        print(
+            "ERROR: [Errno 98] error while attempting to bind on address: address already in use", flush=True
+        )
+        sys.exit(1)
+    serve()
 elif MODE == "replay":  # replay a captured vLLM start log (argv[3]) quickly, then serve
-    for line in open(sys.argv[3], encoding="utf-8"):
-        print(line, end="", flush=True)
-        time.sleep(0.01)
+    with open(sys.argv[3], encoding="utf-8") as fh:
+        for line in fh:
+            print(line, end="", flush=True)
+            time.sleep(0.01)
     serve()
 elif MODE in ("serve", "serve_other", "hang_requests", "bind"):
     serve()

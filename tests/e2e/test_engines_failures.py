@@ -6,6 +6,7 @@ through `launch_server(command=...)`, so the supervision logic is tested without
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -157,6 +158,21 @@ def test_forced_port_already_taken(tmp_path: Path) -> None:
     assert "address already in use" in err.findings[0].message.lower()
 
 
+def test_lost_port_race_is_retried_on_a_new_port(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    flag = tmp_path / "raced"
+    with launch_server(
+        StackSpec(name="fake"),
+        MODEL,
+        run_dir=tmp_path / "run",
+        timeouts=SERVE,
+        command=[sys.executable, FAKE, "race", "{port}", marker, str(flag)],
+    ) as server:
+        assert server.alive()
+    assert flag.exists()
+    assert "address already in use" in (tmp_path / "run" / "server.attempt1.log").read_text()
+
+
 def test_missing_model_path_is_a_usage_error_with_a_finding(tmp_path: Path) -> None:
     with pytest.raises(EngineStartError) as info, launch_server(StackSpec(name="x"), MODEL, run_dir=tmp_path):
         pass
@@ -194,6 +210,29 @@ PARENT = textwrap.dedent(
         time.sleep(3600)
     """
 )
+
+
+def test_ctrl_c_during_startup_stops_the_engine(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    code = PARENT.replace('"serve"', '"stall"')
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, FAKE, marker, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not procs_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert procs_with(marker), "the fake engine did not start"
+        time.sleep(0.5)
+        parent.send_signal(signal.SIGINT)
+        parent.wait(timeout=20)
+        assert procs_with(marker) == [], "Ctrl-C left the engine running"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
 
 
 def test_no_orphan_when_the_parent_is_killed(tmp_path: Path) -> None:

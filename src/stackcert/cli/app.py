@@ -85,7 +85,10 @@ def _crash_log(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app, turns every error into one line and an exit code."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode, typer returns (not raises) the code of `raise typer.Exit(code)`.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except StackcertError as exc:
         if STATE.json or "--json" in (argv if argv is not None else sys.argv):
             sys.stdout.write(dumps(exc.to_dict()) + "\n")

@@ -99,7 +99,8 @@ def _render_info(data: dict[str, Any]) -> None:
         if key in data:
             table.add_row(key, str(data[key]))
     if manifest is not None:
-        table.add_row("architectures", str(manifest.architectures))
+        if "architectures" not in data:
+            table.add_row("architectures", str(manifest.architectures))
         table.add_row("source", ", ".join(f"{k} {v}" for k, v in manifest.source.packages.items()))
         table.add_row("converted with", ", ".join(f"{k} {v}" for k, v in manifest.conversion.items()))
     template = manifest.has_chat_template if manifest is not None else data.get("has_chat_template")

@@ -14,6 +14,7 @@ from stackcert.diagnose.logscan import scan_log
 from stackcert.engines.base import Completion, ModelRef, OfflineResult
 from stackcert.engines.process import run_command
 from stackcert.engines.server import event_finding
+from stackcert.errors import UsageError
 
 MODULES = {"vllm": "stackcert.engines.vllm_offline", "transformers": "stackcert.engines.hf_offline"}
 
@@ -50,7 +51,11 @@ def run(
     timeout: float,
 ) -> OfflineResult:
     if stack.engine not in MODULES:
-        raise ValueError(f"engine {stack.engine} has no offline mode")
+        raise UsageError(
+            f"the {stack.engine} engine has no offline mode",
+            where=f"stack {stack.name}",
+            fix="use a vllm or transformers stack for offline generation",
+        )
     inp, out, log = run_dir / "offline_in.json", run_dir / "offline_out.json", run_dir / "offline.log"
     for p in (out, log):
         p.unlink(missing_ok=True)

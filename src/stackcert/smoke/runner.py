@@ -117,9 +117,7 @@ def _safe_findings(server: Server) -> list[Finding]:
 
 def _start_failure(exc: Exception, stack: StackSpec) -> CheckResult:
     findings: list[Finding] = list(getattr(exc, "findings", []) or [])
-    timed_out = isinstance(exc, StepTimeout) or any(
-        f.category in ("stall", "timeout") for f in findings
-    )
+    timed_out = isinstance(exc, StepTimeout) or any(f.category in ("stall", "timeout") for f in findings)
     status = Status.TIMEOUT if timed_out else Status.FAIL
     detail = exc.one_line() if hasattr(exc, "one_line") else str(exc)
     finding = _log_cause(findings) or _check_finding(

@@ -99,3 +99,27 @@ def test_concurrency_is_bounded_and_parallel(tmp_path: Path) -> None:
     assert out == [i * 2 for i in range(16)]
     assert peak == 4
     assert time.perf_counter() - t0 < 0.05 * 16 / 2  # far faster than one at a time
+
+
+def test_parse_logprobs_ids_and_strings() -> None:
+    from stackcert.consistency.client import NoLogprobs, parse_logprobs
+
+    steps = parse_logprobs(
+        {
+            "tokens": ["token_id:2", "token_id:9259"],
+            "token_logprobs": [None, -6.1],
+            "top_logprobs": [None, {"token_id:9259": -6.1, "token_id:184": -2.4}],
+        },
+        "x",
+    )
+    assert [s.token for s in steps] == ["id:2", "id:9259"]
+    assert steps[0].logprob is None and steps[1].top == {"id:9259": -6.1, "id:184": -2.4}
+    # servers that name tokens by their text keep the text as the key
+    assert (
+        parse_logprobs({"tokens": [" a"], "token_logprobs": [-1.0], "top_logprobs": [{" a": -1.0}]}, "x")[
+            0
+        ].token
+        == " a"
+    )
+    with pytest.raises(NoLogprobs):
+        parse_logprobs(None, "x")

@@ -22,3 +22,19 @@ def test_unknown_command_is_a_usage_error_without_traceback() -> None:
     out = _cli("no-such-command")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "no-such-command" in out.stderr
+
+
+
+def test_exit_codes_of_commands_reach_the_shell() -> None:
+    import pytest
+    import typer
+
+    from stackcert.cli.app import app, main
+
+    @app.command("exit-three-for-test", hidden=True)
+    def _exit_three() -> None:
+        raise typer.Exit(3)
+
+    with pytest.raises(SystemExit) as exc:
+        main(["exit-three-for-test"])
+    assert exc.value.code == 3
