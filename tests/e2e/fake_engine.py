@@ -6,7 +6,7 @@ Modes: stall (prints a phase line, then sleeps), import_error (dies with a real 
 oom_hang (prints an OOM line, then hangs), serve (benign warning, then serves /v1/models for
 'demo'), serve_other (serves a different model name), hang_requests (serves models, hangs on POST),
 bind (binds PORT like a server; fails with a real 'address already in use' when taken),
-race (loses a port race once, then serves),
+race (loses a port race once, then serves), optional_import (logs an ImportError, serves),
 replay (prints the captured vLLM log given as 3rd argument, then serves).
 """
 
@@ -64,6 +64,15 @@ elif MODE == "race":  # loses a port race once (flag file argv[4]), then serves
             "ERROR: [Errno 98] error while attempting to bind on address: address already in use", flush=True
         )
         sys.exit(1)
+    serve()
+elif MODE == "optional_import":  # logs a failed optional import (with traceback), then serves
+    import traceback
+
+    try:
+        import optional_kernels_not_installed  # noqa: F401
+    except ModuleNotFoundError:
+        traceback.print_exc()
+        sys.stdout.flush()
     serve()
 elif MODE == "replay":  # replay a captured vLLM start log (argv[3]) quickly, then serve
     with open(sys.argv[3], encoding="utf-8") as fh:

@@ -72,8 +72,15 @@ def compiled(
     try:
         server: Server = request.getfixturevalue("vllm_compiled_server")
         yield server
+        return
     except pytest.FixtureLookupError:
-        yield from _own_server("compiled", model_ref, tmp_path_factory, lock=not _SHARED.get("eager", False))
+        pass
+    try:  # the session's reentrant lock (tests/e2e/conftest.py) already covers a second server
+        request.getfixturevalue("vllm_lock")
+        held = True
+    except pytest.FixtureLookupError:
+        held = _SHARED.get("eager", False)
+    yield from _own_server("compiled", model_ref, tmp_path_factory, lock=not held)
 
 
 def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
@@ -118,24 +125,6 @@ def test_reference_against_itself_passes_with_zero_divergence(
         assert (tmp_path / "c" / f"{name}.json").is_file()
 
 
-def test_eager_vs_compiled_differs_numerically(
-    eager: Server, compiled: Server, model_ref: ModelRef, tmp_path: Path
-) -> None:
-    opts = _small(tmp_path, phases=["tokens", "logprobs"], noise_floor=False)
-    res = run_consistency(eager, compiled, model_ref, options=opts, out_dir=tmp_path / "c")
-    lp = res.logprobs
-    assert lp is not None and lp.comparison is not None
-    # Inductor's fused kernels change the numbers a little, not the model
-    assert lp.comparison.dlogprob_max > 0.0
-    assert lp.comparison.mean_kl > 0.0
-    assert lp.comparison.top1_agreement > 0.9
-    assert res.tokens is not None and len(res.tokens.prompts) == 3
-    for p in res.tokens.prompts:
-        assert p.reference_tokens > 0 and p.candidate_tokens > 0
-        if p.divergence is not None:  # where they diverge, the record says where and how close
-            assert p.divergence.position == p.matched_tokens
-
-
 def test_lmeval_bridge_runs_a_local_task(eager: Server, model_ref: ModelRef, tmp_path: Path) -> None:
     opts = _small(tmp_path, phases=["tasks"], tasks=[], lmeval_tasks=["stackcert_arith_mc"], lmeval_limit=8)
     res = run_consistency(eager, eager, model_ref, options=opts, out_dir=tmp_path / "c")
@@ -159,3 +148,21 @@ def test_cli_against_running_servers(eager: Server, model_ref: ModelRef, tmp_pat
     data = json.loads(out.stdout)
     assert data["status"] == "pass" and data["tokens"]["summary"]["identical"] == 16
     assert (tmp_path / "consistency" / "tokens.json").is_file()
+
+
+def test_eager_vs_compiled_differs_numerically(
+    eager: Server, compiled: Server, model_ref: ModelRef, tmp_path: Path
+) -> None:
+    opts = _small(tmp_path, phases=["tokens", "logprobs"], noise_floor=False)
+    res = run_consistency(eager, compiled, model_ref, options=opts, out_dir=tmp_path / "c")
+    lp = res.logprobs
+    assert lp is not None and lp.comparison is not None
+    # Inductor's fused kernels change the numbers a little, not the model
+    assert lp.comparison.dlogprob_max > 0.0
+    assert lp.comparison.mean_kl > 0.0
+    assert lp.comparison.top1_agreement > 0.9
+    assert res.tokens is not None and len(res.tokens.prompts) == 3
+    for p in res.tokens.prompts:
+        assert p.reference_tokens > 0 and p.candidate_tokens > 0
+        if p.divergence is not None:  # where they diverge, the record says where and how close
+            assert p.divergence.position == p.matched_tokens

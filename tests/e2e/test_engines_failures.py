@@ -122,6 +122,20 @@ def test_benign_triton_warning_does_not_stop_a_healthy_server(tmp_path: Path) ->
     assert '"launcher": "command"' in info
 
 
+def test_logged_optional_import_error_does_not_kill_a_healthy_start(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    with launch_server(
+        StackSpec(name="fake"),
+        MODEL,
+        run_dir=tmp_path,
+        timeouts=SERVE,
+        command=fake("optional_import", marker),
+    ) as server:
+        assert server.alive()
+        # ... but the log scan still reports it, located.
+        assert server.findings()[0].category == "import_error"
+
+
 def test_phases_of_a_captured_compiled_vllm_start(tmp_path: Path) -> None:
     captured = str(Path(__file__).with_name("captured_vllm_compiled_server_start.log"))
     seen: list[str] = []

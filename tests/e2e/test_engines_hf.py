@@ -127,3 +127,9 @@ def test_endpoint_failures_are_located(
     with pytest.raises(EngineStartError) as info, launch_server(stack, demo_model_ref, run_dir=tmp_path):
         pass
     assert info.value.findings[0].category == "unreachable"
+
+
+def test_hf_server_stop_strings(hf_server: Server) -> None:
+    choice = complete(hf_server, max_tokens=16, stop=["\n"])["choices"][0]
+    assert choice["finish_reason"] == "stop"
+    assert "\n" not in choice["text"] and "19" in choice["text"]

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from filelock import FileLock
 
 from stackcert.config import StackSpec, load_preset
 from stackcert.diagnose.findings import Component, Layer
@@ -37,7 +36,7 @@ def test_vllm_eager_serves_the_demo_model(vllm_eager_server: Server) -> None:
 
 
 def test_vllm_rejects_an_unknown_engine_argument(
-    vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path
+    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path
 ) -> None:
     stack = StackSpec(name="bad", engine="vllm", engine_args={"no_such_flag": 1})
     with (
@@ -53,7 +52,7 @@ def test_vllm_rejects_an_unknown_engine_argument(
     assert head.excerpt is not None and head.excerpt.first_line > 1
 
 
-def test_vllm_offline_greedy(vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path) -> None:
+def test_vllm_offline_greedy(vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path) -> None:
     stack = load_preset("demo").stack("eager")
     result = run_offline(
         stack, demo_model_ref, [PROMPT], max_tokens=10, top_logprobs=2, run_dir=tmp_path, timeout=600
@@ -72,7 +71,7 @@ engine_args: {no_such_flag: 1}
 
 
 def test_cli_bad_engine_argument_exits_nonzero_without_traceback(
-    vllm_lock: FileLock, demo_model_ref: ModelRef, tmp_path: Path
+    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path
 ) -> None:
     stack_file = tmp_path / "bad.yaml"
     stack_file.write_text(BAD_STACK)

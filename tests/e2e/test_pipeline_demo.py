@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# Waiting for the shared vLLM lock plus a kill, a resume and two engine starts can take long.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2700)]
 
 CONFIG = """\
 name: e2e

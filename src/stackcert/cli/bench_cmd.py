@@ -23,6 +23,7 @@ from stackcert.cli.smoke_cmd import (
 )
 from stackcert.config import load_preset
 from stackcert.errors import ExitCode, UsageError
+from stackcert.jsonio import read_json
 from stackcert.progress import NullProgress, Progress
 
 
@@ -124,16 +125,19 @@ def bench(
     root = run_dir or default_run_dir("bench")
     with _progress(json_out) as prog:
         if url is not None:
-            result = run_bench(url, model_ref, profiles, out_dir=root / "bench", progress=prog)
+            out_dir = root / "bench"
+            result = run_bench(url, model_ref, profiles, out_dir=out_dir, progress=prog)
         else:
             from stackcert.config import resolve_stack
             from stackcert.engines import launch_server
 
             spec = resolve_stack(stack or "", preset)
             stack_dir = root / "stacks" / spec.name
+            out_dir = stack_dir / "bench"
             with launch_server(spec, model_ref, run_dir=stack_dir, progress=prog) as server:
-                result = run_bench(server, model_ref, profiles, out_dir=stack_dir / "bench", progress=prog)
-    emit(result.model_dump(mode="json"), as_json=json_out, render=render)
+                result = run_bench(server, model_ref, profiles, out_dir=out_dir, progress=prog)
+    # the summary file as written (with the envelope), so --json and bench.json are the same document
+    emit(read_json(out_dir / "bench.json"), as_json=json_out, render=render)
     raise typer.Exit(_exit_code(result))
 
 

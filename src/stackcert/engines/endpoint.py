@@ -18,7 +18,7 @@ from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.diagnose.signature import signature
 from stackcert.engines.base import EngineStartError, ModelRef, ServerInfo, ServerTimeouts
 from stackcert.errors import ExitCode
-from stackcert.jsonio import write_json_atomic
+from stackcert.jsonio import envelope, write_json_atomic
 
 
 def _finding(category: str, message: str, layer: Layer = Layer.L5_SERVING) -> Finding:
@@ -124,5 +124,5 @@ def connect(
             )
         wanted = ids[0]  # the only model there: the endpoint names it its own way
     server.served_model = server.info.served_model = wanted
-    write_json_atomic(run_dir / "server.json", server.info.model_dump(mode="json"))
+    write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
     yield server

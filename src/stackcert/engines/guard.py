@@ -8,6 +8,7 @@ no orphan engine survives. SIGTERM/SIGINT to the guard stop the group gracefully
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -25,11 +26,9 @@ def _kill_group(pgid: int, exited: threading.Event, grace: float) -> None:
     # The main thread reaps the leader and sets `exited`; polling the Popen from here would not
     # see the exit while the main thread blocks in wait() (it holds the waitpid lock).
     exited.wait(grace)
-    try:
-        # The leader may be gone while workers of its group still run: always sweep the group.
+    # The leader may be gone while workers of its group still run: always sweep the group.
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def main(argv: list[str]) -> int:
@@ -63,10 +62,8 @@ def main(argv: list[str]) -> int:
     code = proc.wait()
     exited.set()
     # The leader ended by itself: sweep whatever it left in its group.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     return code if code >= 0 else 128 - code
 
 

@@ -111,17 +111,20 @@ async def completions(request: web.Request) -> web.StreamResponse:
             ignore_eos=ignore_eos,
         )
 
-    def work() -> tuple[list[Step | None], list[Step]]:
-        prompt_steps = m.score_prompt(ids, top) if echo and want_lp else []
-        return prompt_steps, list(m.generate(ids, max_tokens, top, temperature, ignore_eos))
+    stops = _stops(body)
 
-    prompt_steps, steps = await _in_thread(state, work)
+    def work() -> tuple[list[Step | None], list[Step], str | None]:
+        prompt_steps = m.score_prompt(ids, top) if echo and want_lp else []
+        steps, cut = _until_stop(m, m.generate(ids, max_tokens, top, temperature, ignore_eos), stops)
+        return prompt_steps, steps, cut
+
+    prompt_steps, steps, cut = await _in_thread(state, work)
     out_ids = [s.token_id for s in steps]
-    text = m.decode(out_ids)
+    text = cut if cut is not None else m.decode(out_ids)
     choice: dict[str, Any] = {
         "index": 0,
         "text": (m.decode(ids) + text) if echo else text,
-        "finish_reason": _finish(m, steps, max_tokens, ignore_eos),
+        "finish_reason": "stop" if cut is not None else _finish(m, steps, max_tokens, ignore_eos),
         "logprobs": None,
     }
     if want_lp:
@@ -129,6 +132,24 @@ async def completions(request: web.Request) -> web.StreamResponse:
         all_steps: list[Step | None] = [*(prompt_steps if echo else []), *steps]
         choice["logprobs"] = _logprobs_block(m, all_steps, all_ids, as_ids)
     return web.json_response(_envelope(state, "text_completion", [choice], len(ids), len(out_ids)))
+
+
+def _stops(body: dict[str, Any]) -> list[str]:
+    stop = body.get("stop")
+    return [stop] if isinstance(stop, str) else [str(x) for x in (stop or [])]
+
+
+def _until_stop(m: HFModel, gen: Iterator[Step], stops: list[str]) -> tuple[list[Step], str | None]:
+    """Generated steps up to the first stop string; the text cut before it (None when none was hit)."""
+    steps: list[Step] = []
+    for step in gen:
+        steps.append(step)
+        if stops:
+            text = m.decode([s.token_id for s in steps])
+            hits = [text.index(x) for x in stops if x and x in text]
+            if hits:
+                return steps, text[: min(hits)]
+    return steps, None
 
 
 def _finish(m: HFModel, steps: list[Step], max_tokens: int, ignore_eos: bool) -> str:
@@ -170,12 +191,15 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return await _stream(request, state, ids, max_tokens, temperature, 0, include_usage, chat=True)
-    steps = await _in_thread(state, lambda: list(m.generate(ids, max_tokens, 0, temperature)))
+    stops = _stops(body)
+    steps, cut = await _in_thread(
+        state, lambda: _until_stop(m, m.generate(ids, max_tokens, 0, temperature), stops)
+    )
     out_ids = [s.token_id for s in steps]
     choice = {
         "index": 0,
-        "message": {"role": "assistant", "content": m.decode(out_ids)},
-        "finish_reason": _finish(m, steps, max_tokens, False),
+        "message": {"role": "assistant", "content": cut if cut is not None else m.decode(out_ids)},
+        "finish_reason": "stop" if cut is not None else _finish(m, steps, max_tokens, False),
         "logprobs": None,
     }
     return web.json_response(_envelope(state, "chat.completion", [choice], len(ids), len(out_ids)))

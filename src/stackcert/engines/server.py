@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 
 from stackcert.config import StackSpec
+from stackcert.diagnose.classify import match_rule
 from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
 from stackcert.diagnose.logscan import fatal_line, read_lines, scan_log
-from stackcert.diagnose.signature import signature
+from stackcert.diagnose.signature import signature, strip_log_prefix
 from stackcert.engines.base import EngineStartError, ServerInfo, ServerTimeouts
 from stackcert.engines.process import ManagedProcess
 from stackcert.progress import NullProgress, Progress
@@ -74,6 +75,15 @@ def event_finding(
         message=message,
         excerpt=excerpt,
     )
+
+
+def _ends_startup(line: str) -> bool:
+    """A fatal line ends the wait early; an import error only when the process then exits, because
+    engines log tracebacks of optional imports (plugins, kernels) and carry on."""
+    if not fatal_line(line):
+        return False
+    rule = match_rule(strip_log_prefix(line))
+    return rule is None or rule.category != "import_error"
 
 
 class ProcessServer:
@@ -184,7 +194,7 @@ class ProcessServer:
                         if not _HEARTBEAT.search(line):
                             last_progress = now
                         self._note_phase(line, now - t0, task)
-                        if fatal_at is None and fatal_line(line):
+                        if fatal_at is None and _ends_startup(line):
                             fatal_at = now
                 exited = self._proc.poll()
                 if exited is not None:

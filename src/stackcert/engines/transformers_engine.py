@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -12,7 +11,7 @@ from pathlib import Path
 from stackcert.config import StackSpec
 from stackcert.engines.base import ModelRef, ServerTimeouts
 from stackcert.engines.server import ProcessServer, free_port, phase_rules
-from stackcert.jsonio import read_json, write_json_atomic
+from stackcert.jsonio import envelope, read_json, write_json_atomic
 from stackcert.progress import Progress
 
 HF_PHASES = phase_rules(
@@ -107,7 +106,7 @@ def serve(
     )
     server.start()
     server.info.effective_ops = read_effective_ops(run_dir)
-    write_json_atomic(run_dir / "server.json", json.loads(server.info.model_dump_json()))
+    write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
     try:
         yield server
     finally:

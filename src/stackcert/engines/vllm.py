@@ -19,7 +19,7 @@ from typing import Any
 from stackcert.config import StackSpec
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
 from stackcert.engines.server import ProcessServer, free_port, phase_rules
-from stackcert.jsonio import write_json_atomic
+from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 
 CPU_GPU_MEMORY_UTILIZATION = 0.3  # vLLM-CPU checks NUMA node 0 only; more is refused on small hosts
@@ -175,7 +175,7 @@ def serve(
             if not lost_race or forced or attempt == attempts - 1:
                 raise
     assert server is not None
-    write_json_atomic(run_dir / "server.json", server.info.model_dump(mode="json"))
+    write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
     try:
         yield server
     finally:
