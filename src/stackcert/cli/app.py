@@ -103,13 +103,15 @@ def main(argv: list[str] | None = None) -> None:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
     except typer.TyperException as exc:  # bad flags, unknown commands (typer's vendored click errors)
-        message = getattr(exc, "format_message", lambda: str(exc))()
+        format_message = getattr(exc, "format_message", None)
+        message = format_message() if callable(format_message) else str(exc)
         err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         sys.exit(int(getattr(exc, "exit_code", ExitCode.USAGE)))
     except Exception as exc:  # anything unforeseen: one line here, the traceback in a crash log
         where = _crash_log(exc)
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} — details in {where}; please report it",
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} — details in {where}; "
+            "please report it",
             highlight=False,
             soft_wrap=True,
         )

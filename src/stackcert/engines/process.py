@@ -8,6 +8,7 @@ stackcert goes away, even by SIGKILL. We only ever signal process groups we crea
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import subprocess
@@ -99,18 +100,14 @@ class ManagedProcess:
         if proc is None:
             return None
         if proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(timeout=grace + 5)
             except subprocess.TimeoutExpired:
                 # The guard itself is stuck: kill its session (it leads its own group).
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait(timeout=5)
         if self._pipe_w is not None:
             os.close(self._pipe_w)

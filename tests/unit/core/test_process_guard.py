@@ -87,7 +87,8 @@ def test_sigkill_of_parent_leaves_no_orphan(tmp_path: Path) -> None:
 
 
 def test_run_command_times_out_and_reports(tmp_path: Path) -> None:
-    done = run_command([sys.executable, "-c", "import time; time.sleep(60)"], timeout=1, log_path=tmp_path / "l")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    done = run_command(sleeper, timeout=1, log_path=tmp_path / "l")
     assert done.timed_out and done.returncode is None and done.duration_s < 20
     ok = run_command([sys.executable, "-c", "print('hi')"], timeout=30, log_path=tmp_path / "l2")
     assert ok.returncode == 0 and not ok.timed_out
