@@ -84,6 +84,9 @@ def consistency(
     max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.")] = 64,
     top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.")] = 5,
     early: Annotated[int, Opt("--early-tokens", help="A divergence before this position fails.")] = 3,
+    tie_margin: Annotated[
+        float, Opt("--tie-margin", help="Early near ties within this many nats pass (0 = strict).")
+    ] = 0.1,
     score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.")] = 10,
     sharegpt: Annotated[int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).")] = 8,
     token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.")] = 256,
@@ -114,6 +117,7 @@ def consistency(
         concurrency=concurrency,
     )
     opts.tokens.max_tokens, opts.tokens.top_k, opts.tokens.early_tokens = max_tokens, top_k, early
+    opts.tokens.tie_margin = tie_margin
     opts.thresholds.multiple, opts.thresholds.fixed_mean_kl = kl_multiple, max_kl
     if task:
         opts.tasks = list(task)

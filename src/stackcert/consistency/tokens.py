@@ -14,13 +14,21 @@ from pydantic import BaseModel, Field
 
 from stackcert.consistency.client import Generation, TokenStep
 
-PromptStatus = Literal["identical", "diverged_ok", "diverged_fail", "early_divergence", "broken_output"]
+PromptStatus = Literal[
+    "identical", "diverged_ok", "early_near_tie", "diverged_fail", "early_divergence", "broken_output"
+]
 
 
 class TokenSettings(BaseModel):
     max_tokens: int = 64
     top_k: int = 5
     early_tokens: int = Field(3, description="a divergence before this position fails outright")
+    tie_margin: float = Field(
+        0.1,
+        description="an early divergence passes as a near tie when both tokens are in each other's "
+        "top-k and each side prefers its own token by at most this many nats (about one bf16 ulp of a "
+        "logit of magnitude 16-32); 0 disables the exception",
+    )
     repeat_window: int = Field(24, description="tail length checked for degenerate repetition")
     repeat_max_period: int = 4
 
@@ -85,6 +93,14 @@ def _margin(step: TokenStep, other: str) -> float | None:
     return None if own is None or alt is None else own - alt
 
 
+def _near_tie(div: Divergence, tie_margin: float) -> bool:
+    """Both tokens mutually in top-k and both sides nearly indifferent between them."""
+    if tie_margin <= 0 or not (div.reference_in_candidate_topk and div.candidate_in_reference_topk):
+        return False
+    margins = (div.reference_margin, div.candidate_margin)
+    return all(m is not None and abs(m) <= tie_margin for m in margins)
+
+
 def compare_generations(index: int, ref: Generation, cand: Generation, s: TokenSettings) -> PromptComparison:
     rt = [st.token for st in ref.steps]
     ct = [st.token for st in cand.steps]
@@ -114,7 +130,7 @@ def compare_generations(index: int, ref: Generation, cand: Generation, s: TokenS
     elif div is None:
         status = "identical" if len(rt) == len(ct) else "diverged_ok"
     elif div.position < s.early_tokens:
-        status = "early_divergence"
+        status = "early_near_tie" if _near_tie(div, s.tie_margin) else "early_divergence"
     elif div.reference_in_candidate_topk and div.candidate_in_reference_topk:
         status = "diverged_ok"
     else:
@@ -140,6 +156,7 @@ class TokenSummary(BaseModel):
     prompts: int
     identical: int
     diverged_ok: int
+    early_near_tie: int = 0
     failed: int
     flags: dict[str, int]
     mean_matched_fraction: float
@@ -157,6 +174,7 @@ def summarise(rows: list[PromptComparison]) -> TokenSummary:
         prompts=len(rows),
         identical=sum(r.status == "identical" for r in rows),
         diverged_ok=sum(r.status == "diverged_ok" for r in rows),
+        early_near_tie=sum(r.status == "early_near_tie" for r in rows),
         failed=failed,
         flags=flags,
         mean_matched_fraction=sum(fracs) / len(fracs) if fracs else 1.0,

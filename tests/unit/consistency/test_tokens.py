@@ -92,3 +92,29 @@ def test_summary_counts() -> None:
     ]
     s = summarise(rows)
     assert (s.prompts, s.identical, s.failed, s.status) == (2, 1, 1, "fail")
+
+
+def _tie_step(token: str, other: str, gap: float) -> TokenStep:
+    return TokenStep(token=token, logprob=-0.5, top={token: -0.5, other: -0.5 - gap})
+
+
+def test_early_near_tie_passes_only_within_the_tie_margin() -> None:
+    def pair(gap: float) -> tuple[Generation, Generation]:
+        ref = Generation(
+            prompt="p",
+            text="aX",
+            finish_reason="length",
+            steps=[TokenStep(token="a", logprob=-0.1, top={"a": -0.1}), _tie_step("X", "Y", gap)],
+        )
+        cand = Generation(
+            prompt="p",
+            text="aY",
+            finish_reason="length",
+            steps=[TokenStep(token="a", logprob=-0.1, top={"a": -0.1}), _tie_step("Y", "X", gap)],
+        )
+        return ref, cand
+
+    assert compare_generations(0, *pair(0.04), S).status == "early_near_tie"
+    assert compare_generations(0, *pair(0.3), S).status == "early_divergence"
+    strict = TokenSettings(early_tokens=3, tie_margin=0)
+    assert compare_generations(0, *pair(0.04), strict).status == "early_divergence"
