@@ -23,6 +23,18 @@ from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 
 CPU_GPU_MEMORY_UTILIZATION = 0.3  # vLLM-CPU checks NUMA node 0 only; more is refused on small hosts
+
+
+def cpu_memory_fraction() -> float:
+    """Fraction of host memory vLLM-CPU reserves; `STACKCERT_CPU_MEMORY_FRACTION` overrides the default.
+
+    Tests lower it so that several CPU engines fit beside each other on a small machine.
+    """
+    raw = os.environ.get("STACKCERT_CPU_MEMORY_FRACTION")
+    try:
+        return float(raw) if raw else CPU_GPU_MEMORY_UTILIZATION
+    except ValueError:
+        return CPU_GPU_MEMORY_UTILIZATION
 PORT_RETRIES = 3
 VLLM_PHASES = phase_rules(
     [
@@ -93,7 +105,7 @@ def model_args(model: ModelRef, engine_args: dict[str, Any]) -> dict[str, Any]:
     if model.chat_template:
         merged["chat_template"] = str(model.chat_template)
     if is_cpu_build():
-        merged["gpu_memory_utilization"] = CPU_GPU_MEMORY_UTILIZATION
+        merged["gpu_memory_utilization"] = cpu_memory_fraction()
     merged.update({k: v for k, v in engine_args.items() if k not in _OWN_KEYS})
     return merged
 

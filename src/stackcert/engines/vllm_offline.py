@@ -11,7 +11,7 @@ _OWN_KEYS = {"port", "host", "served_model_name", "chat_template", "disable_uvic
 
 
 def llm_kwargs(req: dict[str, Any]) -> dict[str, Any]:
-    from stackcert.engines.vllm import CPU_GPU_MEMORY_UTILIZATION, is_cpu_build
+    from stackcert.engines.vllm import cpu_memory_fraction, is_cpu_build
 
     model = req["model"]
     kwargs: dict[str, Any] = {
@@ -22,7 +22,7 @@ def llm_kwargs(req: dict[str, Any]) -> dict[str, Any]:
         "trust_remote_code": model["trust_remote_code"],
     }
     if is_cpu_build():
-        kwargs["gpu_memory_utilization"] = CPU_GPU_MEMORY_UTILIZATION
+        kwargs["gpu_memory_utilization"] = cpu_memory_fraction()
     kwargs.update({k: v for k, v in req["engine_args"].items() if k not in _OWN_KEYS})
     return kwargs
 
