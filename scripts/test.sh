@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
+# Headless Chromium renders report.html in the e2e tests (Debian package; skipped when present).
+bash scripts/ensure_chromium.sh || echo "[test] could not install chromium: the HTML render test will fail"
 VENV="${STACKCERT_VENV:-.venv}"
 "$VENV/bin/stackcert" model prepare demo
 exec "$VENV/bin/python" -m pytest "$@"

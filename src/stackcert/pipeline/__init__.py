@@ -1,0 +1,1 @@
+"""stackcert run: config, ledger, steps, gates, verdict, resume."""

@@ -1,0 +1,1 @@
+"""report.json schema and its renderers (Markdown model card, self-contained HTML)."""
