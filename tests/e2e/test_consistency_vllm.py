@@ -9,21 +9,15 @@ under /tmp/stackcert-vllm.lock. Sizes are small: these run on 2 shared CPU cores
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 
 from stackcert.config import load_preset
 from stackcert.consistency import ConsistencyOptions, run_consistency
 from stackcert.engines.base import ModelRef, Server
 
 pytestmark = pytest.mark.e2e
-
-# One lock object for the module: FileLock is reentrant per instance, not across instances.
-_LOCK = FileLock("/tmp/stackcert-vllm.lock")
-_SHARED: dict[str, bool] = {}
 
 
 @pytest.fixture(scope="module")
@@ -37,50 +31,14 @@ def model_ref(request: pytest.FixtureRequest) -> ModelRef:
         return resolve_model(load_preset("demo").model)
 
 
-def _own_server(name: str, model: ModelRef, tmp: pytest.TempPathFactory, lock: bool) -> Iterator[Server]:
-    from stackcert.engines import launch_server
-
-    run_dir = tmp.mktemp(name) / "stacks" / name
-    if lock:
-        with _LOCK, launch_server(load_preset("demo").stack(name), model, run_dir=run_dir) as own:
-            yield own
-    else:  # this process already holds the lock through the shared eager fixture
-        with launch_server(load_preset("demo").stack(name), model, run_dir=run_dir) as own:
-            yield own
+@pytest.fixture(scope="module")
+def eager(vllm_eager_server: Server) -> Server:
+    return vllm_eager_server
 
 
 @pytest.fixture(scope="module")
-def eager(
-    request: pytest.FixtureRequest, model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
-    try:
-        server: Server = request.getfixturevalue("vllm_eager_server")
-        _SHARED["eager"] = True
-        yield server
-    except pytest.FixtureLookupError:
-        _SHARED["eager"] = False
-        yield from _own_server("eager", model_ref, tmp_path_factory, lock=True)
-
-
-@pytest.fixture(scope="module")
-def compiled(
-    request: pytest.FixtureRequest,
-    eager: Server,
-    model_ref: ModelRef,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Server]:
-    try:
-        server: Server = request.getfixturevalue("vllm_compiled_server")
-        yield server
-        return
-    except pytest.FixtureLookupError:
-        pass
-    try:  # the session's reentrant lock (tests/e2e/conftest.py) already covers a second server
-        request.getfixturevalue("vllm_lock")
-        held = True
-    except pytest.FixtureLookupError:
-        held = _SHARED.get("eager", False)
-    yield from _own_server("compiled", model_ref, tmp_path_factory, lock=not held)
+def compiled(vllm_compiled_server: Server) -> Server:
+    return vllm_compiled_server
 
 
 def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:

@@ -6,14 +6,11 @@ The vLLM test runs a child script of its own (`_vllm_generate.py`); switch it to
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,18 +30,6 @@ def _cli(home: Path, *args: str, timeout: float = 900) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*STACKCERT, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-
-
-@contextlib.contextmanager
-def vllm_lock() -> Iterator[None]:
-    """The shared vLLM lock (same flock as filelock.FileLock and `flock(1)`), taken by a blocking
-    wait: filelock's polling loses every race against blocked `flock` waiters and can starve."""
-    with open("/tmp/stackcert-vllm.lock", "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def test_prepared_checkpoint_is_complete(demo_model_dir: Path) -> None:
@@ -75,12 +60,11 @@ def test_transformers_answers_12_plus_7(demo_model_dir: Path) -> None:
 
 
 @pytest.mark.timeout(3600)  # most of it may be waiting for the shared vLLM lock
-def test_vllm_cpu_answers_12_plus_7(demo_model_dir: Path, tmp_path: Path) -> None:
+def test_vllm_cpu_answers_12_plus_7(vllm_lock: Path, demo_model_dir: Path, tmp_path: Path) -> None:
     pytest.importorskip("vllm")
     out = tmp_path / "out.json"
     argv = [sys.executable, str(HERE / "_vllm_generate.py"), str(demo_model_dir), str(out), PROMPT, "16"]
-    with vllm_lock():
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     data = json.loads(out.read_text())
     assert data["prompt_token_ids"][0] == 2
