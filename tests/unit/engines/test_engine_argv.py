@@ -42,6 +42,7 @@ def test_flag_args_conventions() -> None:
 def test_vllm_argv_for_demo_stacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(vllm, "cli_usable", lambda: False)
     monkeypatch.setattr(vllm, "is_cpu_build", lambda: True)
+    monkeypatch.delenv("STACKCERT_CPU_MEMORY_FRACTION", raising=False)
     preset = load_preset("demo")
     eager, launcher = vllm.server_argv(preset.stack("eager"), MODEL, 8123)
     assert launcher == "api_server_module"
@@ -53,6 +54,9 @@ def test_vllm_argv_for_demo_stacks(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--enforce-eager" in eager
     compiled, _ = vllm.server_argv(preset.stack("compiled"), MODEL, 8123)
     assert "--enforce-eager" not in compiled and "--no-enforce-eager" not in compiled
+    monkeypatch.setenv("STACKCERT_CPU_MEMORY_FRACTION", "0.15")
+    small, _ = vllm.server_argv(preset.stack("eager"), MODEL, 8123)
+    assert value(small, "--gpu-memory-utilization") == "0.15"
 
 
 def test_engine_args_override_model_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
