@@ -61,8 +61,14 @@ def test_verify_candidate_with_a_bad_engine_argument_is_a_candidate_error(
 
 @pytest.mark.slow
 def test_verify_demo_stacks_both_pass(
-    vllm_lock: object, demo_model_ref: ModelRef, vllm_eager_server: Server, tmp_path: Path
+    vllm_lock: object,
+    demo_model_ref: ModelRef,
+    vllm_eager_server: Server,
+    vllm_compiled_server: Server,
+    tmp_path: Path,
 ) -> None:
+    # Both demo servers are the session's (one compiled start for the whole suite, shared with the
+    # consistency tests); the start path of run_verify itself is covered by the bad-argument test.
     preset = load_preset("demo")
     started = time.monotonic()
     result = run_verify(
@@ -71,7 +77,7 @@ def test_verify_demo_stacks_both_pass(
         demo_model_ref,
         run_dir=tmp_path,
         options=OPTS,
-        servers={"eager": vllm_eager_server},
+        servers={"eager": vllm_eager_server, "compiled": vllm_compiled_server},
     )
     print(
         f"compiled candidate: start {result.candidate.timings.get('start_s')}s, "
