@@ -32,8 +32,9 @@ def load_yaml(path: Path) -> tuple[Any, LineMap]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}", where=str(path),
-                          fix="check the path, or use --preset NAME") from None
+        raise ConfigError(
+            f"config file not found: {path}", where=str(path), fix="check the path, or use --preset NAME"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", where=str(path)) from None
     try:

@@ -35,6 +35,8 @@ def cpu_memory_fraction() -> float:
         return float(raw) if raw else CPU_GPU_MEMORY_UTILIZATION
     except ValueError:
         return CPU_GPU_MEMORY_UTILIZATION
+
+
 PORT_RETRIES = 3
 VLLM_PHASES = phase_rules(
     [

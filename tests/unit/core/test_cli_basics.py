@@ -9,7 +9,9 @@ from stackcert import __version__
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from stackcert.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -22,7 +24,6 @@ def test_unknown_command_is_a_usage_error_without_traceback() -> None:
     out = _cli("no-such-command")
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and "no-such-command" in out.stderr
-
 
 
 def test_exit_codes_of_commands_reach_the_shell() -> None:

@@ -55,9 +55,7 @@ def test_unknown_key_names_key_and_line(tmp_path: Path) -> None:
 
 def test_wrong_type_names_nested_key_and_line(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
-    path.write_text(
-        "name: p\nreference: a\ncandidate: a\nstacks:\n  a:\n    name: a\n    engine: tensorrt\n"
-    )
+    path.write_text("name: p\nreference: a\ncandidate: a\nstacks:\n  a:\n    name: a\n    engine: tensorrt\n")
     with pytest.raises(ConfigError) as exc:
         load_model_file(path, Preset)
     assert "stacks.a.engine" in exc.value.what

@@ -69,7 +69,7 @@ def test_sigkill_of_parent_leaves_no_orphan(tmp_path: Path) -> None:
         from pathlib import Path
         from stackcert.engines.process import ManagedProcess
         argv = {_tree_script(marker)!r}
-        ManagedProcess(argv, log_path=Path({str(tmp_path / 'log')!r})).start()
+        ManagedProcess(argv, log_path=Path({str(tmp_path / "log")!r})).start()
         print("started", flush=True)
         time.sleep(300)
         """
