@@ -86,7 +86,7 @@ def consistency(
     early: Annotated[int, Opt("--early-tokens", help="A divergence before this position fails.")] = 3,
     tie_margin: Annotated[
         float, Opt("--tie-margin", help="Early near ties within this many nats pass (0 = strict).")
-    ] = 0.1,
+    ] = 0.125,
     score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.")] = 10,
     sharegpt: Annotated[int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).")] = 8,
     token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.")] = 256,

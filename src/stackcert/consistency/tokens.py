@@ -24,10 +24,10 @@ class TokenSettings(BaseModel):
     top_k: int = 5
     early_tokens: int = Field(3, description="a divergence before this position fails outright")
     tie_margin: float = Field(
-        0.1,
+        0.125,
         description="an early divergence passes as a near tie when both tokens are in each other's "
-        "top-k and each side prefers its own token by at most this many nats (about one bf16 ulp of a "
-        "logit of magnitude 16-32); 0 disables the exception",
+        "top-k and each side prefers its own token by at most this many nats (one bf16 ulp of a logit "
+        "of magnitude 16-32: below the precision the model computes in); 0 disables the exception",
     )
     repeat_window: int = Field(24, description="tail length checked for degenerate repetition")
     repeat_max_period: int = 4

@@ -114,7 +114,7 @@ def test_early_near_tie_passes_only_within_the_tie_margin() -> None:
         )
         return ref, cand
 
-    assert compare_generations(0, *pair(0.04), S).status == "early_near_tie"
-    assert compare_generations(0, *pair(0.3), S).status == "early_divergence"
+    assert compare_generations(0, *pair(0.125), S).status == "early_near_tie"
+    assert compare_generations(0, *pair(0.25), S).status == "early_divergence"
     strict = TokenSettings(early_tokens=3, tie_margin=0)
     assert compare_generations(0, *pair(0.04), strict).status == "early_divergence"
