@@ -20,7 +20,7 @@ from stackcert.consistency.options import (
 )
 from stackcert.consistency.tasks import compare_task, load_task
 from stackcert.consistency.texts import builtin_prompts, load_prompt_file, sharegpt_texts, tokenizer_truncator
-from stackcert.consistency.tokens import compare_generations, summarise
+from stackcert.consistency.tokens import FAILING, compare_generations, summarise
 from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
@@ -157,6 +157,40 @@ async def _task_phase(sides: _Sides, model: ModelRef, opts: ConsistencyOptions, 
     return TaskPhase(status=combine([c.status for c in comparisons]), tasks=comparisons)
 
 
+def _gate_finding(phase: str, result: ConsistencyResult) -> Finding | None:
+    """A failed comparison is a located L6 finding, so reports and FAQs can explain the verdict."""
+    message: str | None = None
+    if phase == "tokens" and result.tokens and result.tokens.status == "fail" and result.tokens.summary:
+        bad = [p for p in result.tokens.prompts if p.status in FAILING]
+        first = bad[0] if bad else None
+        message = f"{result.tokens.summary.failed} of {result.tokens.summary.prompts} prompts failed the " + (
+            f"greedy-token rules (first: {first.status} at token {first.divergence.position})"
+            if first and first.divergence
+            else "greedy-token rules"
+        )
+    elif phase == "logprobs" and result.logprobs and result.logprobs.status == "fail":
+        over = [c for c in result.logprobs.checks if not c.ok]
+        message = "teacher-forced log-probs differ beyond the limits: " + ", ".join(
+            f"{c.metric} {c.value:.4g} > {c.limit:.4g} (noise floor {c.floor:.4g})" for c in over
+        )
+    elif phase == "tasks" and result.tasks and result.tasks.status == "fail":
+        message = "task accuracy dropped: " + ", ".join(
+            f"{t.task} {t.reference_accuracy:.3f} → {t.candidate_accuracy:.3f} (n={t.items})"
+            for t in result.tasks.tasks
+            if t.status == "fail"
+        )
+    if message is None:
+        return None
+    return Finding(
+        step=STEP,
+        phase=phase,
+        layer=Layer.L6_NUMERICS,
+        category=f"{phase}_mismatch",
+        signature=f"consistency:{phase}_mismatch",
+        message=message,
+    )
+
+
 async def _run(
     reference: Server,
     candidate: Server,
@@ -186,6 +220,10 @@ async def _run(
                     result.tasks = await _task_phase(sides, model, opts, out_dir)
                     payload = result.tasks.model_dump(mode="json")
                 progress.on_finish(phase, str(payload["status"]))
+                gate = _gate_finding(phase, result)
+                if gate is not None:
+                    result.findings.append(gate)
+                    payload["findings"] = [gate.model_dump(mode="json")]
             except NoLogprobs as exc:
                 finding = _no_logprobs_finding(exc, phase)
                 result.findings.append(finding)

