@@ -41,3 +41,14 @@ def pytest_configure(config: pytest.Config) -> None:
     import os
 
     os.environ.setdefault("STACKCERT_CPU_MEMORY_FRACTION", "0.15")
+
+
+# Tests that start engines of their own next to nothing else: they run last, after every user of the
+# shared session engines, and stop those first (see tests/e2e/conftest.py SharedEngines).
+RUN_LAST = ("test_pipeline_demo.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.nodeid.split("::")[0].endswith(RUN_LAST)]
+    if last:
+        items[:] = [item for item in items if item not in last] + last

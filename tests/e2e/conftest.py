@@ -8,6 +8,7 @@ to the end of the session); never open a second lock on the same file: it would 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -33,30 +34,60 @@ def demo_model_ref() -> ModelRef:
     return ref.model_copy(update={"max_model_len": E2E_MAX_MODEL_LEN})
 
 
+class SharedEngines:
+    """The session's shared engines. `stop_all()` frees their memory for the tests that start engines
+    of their own (the pipeline run); tests/conftest.py orders those after every user of these."""
+
+    def __init__(self) -> None:
+        self._stacks: list[ExitStack] = []
+
+    def start(self, stack: StackSpec, model: ModelRef, run_dir: Path) -> Server:
+        stacked = ExitStack()
+        server = stacked.enter_context(launch_server(stack, model, run_dir=run_dir))
+        self._stacks.append(stacked)
+        return server
+
+    def stop_all(self) -> None:
+        while self._stacks:
+            self._stacks.pop().close()
+
+
+@pytest.fixture(scope="session")
+def shared_engines() -> Iterator[SharedEngines]:
+    engines = SharedEngines()
+    yield engines
+    engines.stop_all()
+
+
 @pytest.fixture(scope="session")
 def vllm_eager_server(
-    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+    vllm_lock: Path,
+    shared_engines: SharedEngines,
+    demo_model_ref: ModelRef,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Server:
     """The demo preset's `eager` stack on real vLLM-CPU; started once per session."""
     run_dir = tmp_path_factory.mktemp("vllm-eager") / "stacks" / "eager"
-    with launch_server(load_preset("demo").stack("eager"), demo_model_ref, run_dir=run_dir) as server:
-        yield server
+    return shared_engines.start(load_preset("demo").stack("eager"), demo_model_ref, run_dir)
 
 
 @pytest.fixture(scope="session")
 def vllm_compiled_server(
-    vllm_lock: Path, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Server]:
+    vllm_lock: Path,
+    shared_engines: SharedEngines,
+    demo_model_ref: ModelRef,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Server:
     """The demo preset's `compiled` stack (the candidate); its start compiles for minutes on 2 cores."""
     run_dir = tmp_path_factory.mktemp("vllm-compiled") / "stacks" / "compiled"
-    with launch_server(load_preset("demo").stack("compiled"), demo_model_ref, run_dir=run_dir) as server:
-        yield server
+    return shared_engines.start(load_preset("demo").stack("compiled"), demo_model_ref, run_dir)
 
 
 @pytest.fixture(scope="session")
-def hf_server(demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def hf_server(
+    shared_engines: SharedEngines, demo_model_ref: ModelRef, tmp_path_factory: pytest.TempPathFactory
+) -> Server:
     """The transformers engine's OpenAI server on the demo model (float32 on the CPU)."""
     run_dir = tmp_path_factory.mktemp("hf-server") / "stacks" / "hf"
     stack = StackSpec(name="hf", engine="transformers", engine_args={"dtype": "float32"})
-    with launch_server(stack, demo_model_ref, run_dir=run_dir) as server:
-        yield server
+    return shared_engines.start(stack, demo_model_ref, run_dir)

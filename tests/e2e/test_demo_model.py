@@ -1,8 +1,5 @@
-"""The real demo model: converted from the PyPI GGUF packages, it answers 12+7 through both engines.
-
-The vLLM test runs a child script of its own (`_vllm_generate.py`); switch it to the engine API
-(stackcert.engines.vllm offline runner) once that exists.
-"""
+"""The real demo model: converted from the PyPI GGUF packages, it answers 12+7 through both engines
+(transformers directly, vLLM-CPU through the engine layer's offline runner)."""
 
 from __future__ import annotations
 
@@ -15,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from stackcert.config import load_preset
 from stackcert.demo.manifest import MANIFEST_NAME, sha256_file
 from stackcert.demo.model import prepare_demo
+from stackcert.engines import ModelRef, run_offline
 
 pytestmark = pytest.mark.e2e
 
@@ -59,16 +58,18 @@ def test_transformers_answers_12_plus_7(demo_model_dir: Path) -> None:
     assert "19" in text, text
 
 
-@pytest.mark.timeout(3600)  # most of it may be waiting for the shared vLLM lock
-def test_vllm_cpu_answers_12_plus_7(vllm_lock: Path, demo_model_dir: Path, tmp_path: Path) -> None:
+def test_vllm_cpu_answers_12_plus_7(vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path) -> None:
+    """Through the engine layer's offline runner (a supervised child running vllm.LLM)."""
     pytest.importorskip("vllm")
-    out = tmp_path / "out.json"
-    argv = [sys.executable, str(HERE / "_vllm_generate.py"), str(demo_model_dir), str(out), PROMPT, "16"]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    data = json.loads(out.read_text())
-    assert data["prompt_token_ids"][0] == 2
-    assert "19" in data["text"], data["text"]
+    stack = load_preset("demo").stack("eager")
+    result = run_offline(
+        stack, demo_model_ref, [PROMPT], max_tokens=16, top_logprobs=2, run_dir=tmp_path, timeout=600
+    )
+    assert result.ok, [f.located() for f in result.findings]
+    completion = result.completions[0]
+    assert "19" in completion.text, completion.text
+    assert len(completion.token_ids) == 16
+    assert len(completion.top_logprobs) == 16 and all(len(t) >= 2 for t in completion.top_logprobs)
 
 
 def test_second_prepare_is_fast_and_does_not_reconvert(demo_model_dir: Path) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stackcert.config import StackSpec, load_preset
+from stackcert.config import StackSpec
 from stackcert.diagnose.findings import Component, Layer
-from stackcert.engines import EngineStartError, ModelRef, Server, ServerTimeouts, launch_server, run_offline
+from stackcert.engines import EngineStartError, ModelRef, Server, ServerTimeouts, launch_server
 from stackcert.engines.client import post_json
 
 pytestmark = pytest.mark.e2e
@@ -50,17 +50,6 @@ def test_vllm_rejects_an_unknown_engine_argument(
     assert head.category == "bad_arg" and head.layer is Layer.L5_SERVING and head.component is Component.VLLM
     assert "--no-such-flag" in head.message
     assert head.excerpt is not None and head.excerpt.first_line > 1
-
-
-def test_vllm_offline_greedy(vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path) -> None:
-    stack = load_preset("demo").stack("eager")
-    result = run_offline(
-        stack, demo_model_ref, [PROMPT], max_tokens=10, top_logprobs=2, run_dir=tmp_path, timeout=600
-    )
-    assert result.ok, [f.located() for f in result.findings]
-    c = result.completions[0]
-    assert "19" in c.text and len(c.token_ids) == 10
-    assert len(c.top_logprobs) == 10 and all(len(t) >= 2 for t in c.top_logprobs)
 
 
 BAD_STACK = """\
