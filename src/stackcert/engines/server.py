@@ -284,3 +284,8 @@ _FIXES = {
 
 def _fix_for(category: str) -> str:
     return _FIXES.get(category, "see the server log")
+
+
+def substitute_port(argv: Sequence[str], port: int) -> list[str]:
+    """A test's override command with its `{port}` placeholders filled in."""
+    return [a.replace("{port}", str(port)) for a in argv]

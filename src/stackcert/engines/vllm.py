@@ -18,7 +18,7 @@ from typing import Any
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
-from stackcert.engines.server import ProcessServer, free_port, phase_rules
+from stackcert.engines.server import ProcessServer, free_port, phase_rules, substitute_port
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 
@@ -135,10 +135,6 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int) -> tuple[list[str]
     return head + rest, launcher
 
 
-def _substitute(argv: Sequence[str], port: int) -> list[str]:
-    return [a.replace("{port}", str(port)) for a in argv]
-
-
 @contextlib.contextmanager
 def serve(
     stack: StackSpec,
@@ -158,7 +154,7 @@ def serve(
     for attempt in range(attempts):
         port = int(forced) if forced else free_port()
         if command is not None:
-            argv, launcher = _substitute(command, port), "command"
+            argv, launcher = substitute_port(command, port), "command"
         else:
             argv, launcher = server_argv(stack, model, port)
         # Keep the log of a lost port race apart; a stale log from an earlier run goes.
