@@ -26,11 +26,13 @@ import aiohttp
 import httpx
 import numpy as np
 
-from stackcert.bench.client import ClientConfig, RequestSpec, make_session, send_request, stamping_loop
+from stackcert.bench.client import ClientConfig, RequestSpec, make_session, send_request
 from stackcert.bench.records import RequestRecord
+from stackcert.bench.transport import StreamPool, bench_loop, gc_paused
 from stackcert.engines.process import ManagedProcess
 
 CLIENT_CORE, SERVER_CORE = 0, 1
+CLIENTS = ["stackcert", "vllm"]
 
 
 def free_port() -> int:
@@ -74,15 +76,14 @@ async def drive_stackcert(url: str, conc: int, n: int, out_len: int) -> tuple[Ar
     cfg = ClientConfig(base_url=url, model="calibration", continuous_usage=False, timeout_s=300)
     specs = [RequestSpec(prompt=f"rid={i}", prompt_len=1, output_len=out_len) for i in range(n)]
     res: Arrivals = []
-    async with make_session(cfg, conc) as s:
-        t0 = time.perf_counter()
-        await closed_loop(conc, n, lambda i: _sc_one(s, cfg, specs[i], i, res))
-        return res, time.perf_counter() - t0
+    with gc_paused():  # as stackcert's bench runner does
+        async with make_session(cfg, conc) as s:
+            t0 = time.perf_counter()
+            await closed_loop(conc, n, lambda i: _sc_one(s, cfg, specs[i], i, res))
+            return res, time.perf_counter() - t0
 
 
-async def _sc_one(
-    s: aiohttp.ClientSession, cfg: ClientConfig, spec: RequestSpec, i: int, res: Arrivals
-) -> None:
+async def _sc_one(s: StreamPool, cfg: ClientConfig, spec: RequestSpec, i: int, res: Arrivals) -> None:
     rec = await send_request(s, cfg, spec, RequestRecord(index=i))
     res.append((i, rec.chunk_times if rec.success else []))
 
@@ -177,8 +178,8 @@ DRIVERS = {"stackcert": drive_stackcert, "vllm": drive_vllm}
 
 
 def drive(name: str, args: tuple[Any, ...]) -> tuple[Arrivals, float]:
-    """Each client on the event loop its own tool uses (stackcert: the arrival-stamping loop)."""
-    factory = stamping_loop if name == "stackcert" else None
+    """Each client on the event loop its own tool uses."""
+    factory = bench_loop if name == "stackcert" else None  # vLLM's bench: asyncio.run
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(DRIVERS[name](*args))
 
@@ -196,13 +197,13 @@ def precision(concs: list[int], out_len: int, ttft: float, itl: float) -> None:
         )
         print("|---:|---|---:|---:|---:|---:|---:|---:|")
         for ci, conc in enumerate(concs):
-            order = ["stackcert", "vllm"] if ci % 2 == 0 else ["vllm", "stackcert"]
+            order = CLIENTS if ci % 2 == 0 else CLIENTS[::-1]
             rows = {}
             for name in order:
                 fetch_log(url)  # clear
                 arr, _ = drive(name, (url, conc, conc * 2, out_len))
                 rows[name] = errors(arr, fetch_log(url))
-            for name in ("stackcert", "vllm"):
+            for name in CLIENTS:
                 e = rows[name]
                 print(
                     f"| {conc} | {name} | {e['lag_p50']:.3f} | {e['lag_p99']:.3f} | {e['itl_err_p50']:.3f} | "
@@ -220,11 +221,11 @@ def capacity(conc: int, n: int, out_len: int, repeats: int) -> None:
             f"\n## Sustained rate on one core (no injected delay, {out_len} chunks/request, "
             f"concurrency {conc}, {n} requests, best of {repeats})"
         )
-        print("| client | req/s | chunks/s | client CPU s | server CPU s |")
-        print("|---|---:|---:|---:|---:|")
+        print("| client | req/s | chunks/s | client CPU s | server CPU s | req per client CPU s |")
+        print("|---|---:|---:|---:|---:|---:|")
         best: dict[str, tuple[float, float, float]] = {}
         for r in range(repeats):
-            for name in ["stackcert", "vllm"] if r % 2 == 0 else ["vllm", "stackcert"]:
+            for name in CLIENTS if r % 2 == 0 else CLIENTS[::-1]:
                 fetch_log(url)
                 c0, s0 = time.process_time(), _cpu(proc.pid)
                 arr, dur = drive(name, (url, conc, n, out_len))
@@ -234,8 +235,11 @@ def capacity(conc: int, n: int, out_len: int, repeats: int) -> None:
                 if name not in best or rate > best[name][0]:
                     best[name] = (rate, c1 - c0, s1 - s0)
         for name, (rate, ccpu, scpu) in best.items():
-            print(f"| {name} | {rate:.0f} | {rate * out_len:.0f} | {ccpu:.2f} | {scpu:.2f} |")
-        print(f"\nratio stackcert/vllm: {best['stackcert'][0] / best['vllm'][0]:.2f}x")
+            print(
+                f"| {name} | {rate:.0f} | {rate * out_len:.0f} | {ccpu:.2f} | {scpu:.2f} | {n / ccpu:.0f} |"
+            )
+        for name in CLIENTS[:-1]:
+            print(f"\nratio {name}/vllm: {best[name][0] / best['vllm'][0]:.2f}x (wall rate)")
     finally:
         proc.stop()
 

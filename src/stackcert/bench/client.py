@@ -1,26 +1,22 @@
-"""Streaming OpenAI client: one aiohttp session, one SSE stream per request, records that never raise.
+"""Streaming OpenAI client: one SSE stream per request over a pool of keep-alive connections;
+records that never raise.
 
-Each network read is timestamped with `time.perf_counter()` as soon as its bytes arrive, before any
-JSON parsing, so parsing cost never leaks into TTFT or ITL (vLLM's client stamps after parsing).
+Chunk arrival times are the kernel's receive stamps (`stackcert.bench.transport`), and JSON is
+parsed once the answer is complete, so neither parsing nor a busy event loop leaks into TTFT or
+ITL (vLLM's client stamps after parsing, in the request's task, whenever the loop gets to it).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import selectors
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiohttp
-from aiohttp.client_proto import ResponseHandler
-
 from stackcert.bench.records import RequestRecord
+from stackcert.bench.transport import StreamPool, TransportError
 
 Endpoint = Literal["completions", "chat"]
-READ_BUFSIZE = 4 * 1024 * 1024  # long contexts and big usage chunks fit in one read
-MAX_LINE = 16 * 1024 * 1024
 
 
 @dataclass
@@ -45,9 +41,12 @@ class ClientConfig:
     extra_body: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.endpoint == "chat" else "/v1/completions"
+
+    @property
     def url(self) -> str:
-        path = "chat/completions" if self.endpoint == "chat" else "completions"
-        return f"{self.base_url.rstrip('/')}/v1/{path}"
+        return self.base_url.rstrip("/") + self.path
 
 
 def build_body(cfg: ClientConfig, spec: RequestSpec) -> bytes:
@@ -70,69 +69,14 @@ def build_body(cfg: ClientConfig, spec: RequestSpec) -> bytes:
     return json.dumps(payload).encode()
 
 
-class StampingSelector(selectors.DefaultSelector):
-    """Notes when the kernel last reported ready sockets: the arrival time of every byte read in
-    that event-loop iteration, however long the loop then takes to run their callbacks."""
-
-    last: float = 0.0
-
-    def select(self, timeout: float | None = None) -> Any:
-        ready = super().select(timeout)
-        self.last = time.perf_counter()
-        return ready
-
-
-def stamping_loop() -> asyncio.AbstractEventLoop:
-    """The event loop the benchmark runs on (asyncio.Runner(loop_factory=stamping_loop))."""
-    return asyncio.SelectorEventLoop(StampingSelector())
-
-
-class _StampedHandler(ResponseHandler):
-    """aiohttp's connection protocol, noting when bytes first reach it from the socket.
-
-    With hundreds of streams, chunks arrive in bursts; a task resumes only after the event loop has
-    fed every ready socket and run the tasks before it, so a stamp taken in the task is late by the
-    whole burst. The stamp here is the select() return of the iteration that read the bytes.
-    """
-
-    arrival: float | None = None
-    selector: StampingSelector | None = None
-
-    def data_received(self, data: bytes) -> None:
-        if data and self.arrival is None:
-            self.arrival = self.selector.last if self.selector is not None else time.perf_counter()
-        super().data_received(data)
-
-
-def _handler_factory(loop: asyncio.AbstractEventLoop) -> Any:
-    selector = getattr(loop, "_selector", None)
-
-    def make() -> _StampedHandler:
-        handler = _StampedHandler(loop)
-        if isinstance(selector, StampingSelector):
-            handler.selector = selector
-        return handler
-
-    return make
-
-
-def make_session(cfg: ClientConfig, concurrency: int) -> aiohttp.ClientSession:
-    """A pool with exactly `concurrency` keep-alive connections; no total timeout on the session."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=None)
-    # aiohttp builds each connection's protocol with this factory (private, hence the guard)
-    if hasattr(connector, "_factory"):
-        connector._factory = _handler_factory(asyncio.get_running_loop())
-    headers = {"Content-Type": "application/json"}
-    if cfg.api_key:
-        headers["Authorization"] = f"Bearer {cfg.api_key}"
-    return aiohttp.ClientSession(
-        connector=connector,
+def make_session(cfg: ClientConfig, concurrency: int) -> StreamPool:
+    """A pool of at most `concurrency` keep-alive connections to the server (use with `async with`)."""
+    headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
+    return StreamPool(
+        cfg.base_url,
+        concurrency,
         headers=headers,
-        timeout=aiohttp.ClientTimeout(total=None),
-        read_bufsize=READ_BUFSIZE,
-        max_line_size=MAX_LINE,
-        max_field_size=MAX_LINE,
-        auto_decompress=False,
+        connect_timeout_s=min(cfg.timeout_s, 30.0),
     )
 
 
@@ -210,49 +154,38 @@ class _Stream:
 
 
 async def send_request(
-    session: aiohttp.ClientSession,
+    pool: StreamPool,
     cfg: ClientConfig,
     spec: RequestSpec,
     rec: RequestRecord,
 ) -> RequestRecord:
     """Send one streaming request and fill `rec`; every failure ends up in `rec.error`, never raised."""
-    body = spec.body or build_body(cfg, spec)
+    request = pool.request_bytes(cfg.path, spec.body or build_body(cfg, spec))
     rec.prompt_len = spec.prompt_len
     rec.expected_output_len = spec.output_len
     stream = _Stream(rec, cfg.endpoint == "chat")
+    resp = None
     rec.start = start = time.perf_counter()
     try:
-        async with asyncio.timeout(cfg.timeout_s):
-            async with session.post(cfg.url, data=body) as resp:
-                rec.http_status = resp.status
-                if resp.status != 200:
-                    text = (await resp.text(errors="replace"))[:500]
-                    rec.error = f"HTTP {resp.status} {resp.reason or ''}: {_error_text(text)}".strip()
-                    return rec
-                buf = b""
-                proto = resp.connection.protocol if resp.connection else None
-                stamped = proto if isinstance(proto, _StampedHandler) else None
-                if stamped is not None:
-                    stamped.arrival = None  # forget the headers' arrival
-                async for data in resp.content.iter_any():
-                    stamp = time.perf_counter()
-                    if stamped is not None and stamped.arrival is not None:
-                        stamp = min(stamp, stamped.arrival)
-                        stamped.arrival = None
-                    buf += data
-                    if b"\n" not in data:
-                        continue
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        stream.line(line, stamp)
-                if buf.strip():
-                    stream.line(buf, time.perf_counter())
-    except TimeoutError:
-        rec.error = f"timed out after {cfg.timeout_s:g} s"
-    except aiohttp.ClientError as exc:
-        rec.error = f"{type(exc).__name__}: {exc}"
+        resp = await pool.post(request, cfg.timeout_s)
+    except TransportError as exc:
+        rec.error = str(exc)
+        resp = exc.response
     except Exception as exc:  # a record, never an exception: the run must go on
         rec.error = f"{type(exc).__name__}: {exc}"
+    if resp is not None and resp.sent:
+        rec.start = start = resp.sent  # waiting for a connection or a turn is not server latency
+    await pool.finishes.turn()
+    if resp is not None and resp.started:
+        rec.http_status = resp.status
+        if resp.status != 200:
+            text = b"".join(resp.body).decode("utf-8", "replace")[:500]
+            rec.error = f"HTTP {resp.status} {resp.reason}: {_error_text(text)}".strip()
+        else:
+            for line, stamp in zip(resp.lines, resp.stamps, strict=True):
+                stream.line(line, stamp)
+            if resp.tail.strip():
+                stream.line(resp.tail, resp.tail_stamp)
     _finish(rec, stream, start)
     return rec
 

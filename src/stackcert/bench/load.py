@@ -11,11 +11,11 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-import aiohttp
 import numpy as np
 
 from stackcert.bench.client import ClientConfig, RequestSpec, send_request
 from stackcert.bench.records import RequestRecord
+from stackcert.bench.transport import StreamPool
 
 OnRecord = Callable[[RequestRecord], None]
 
@@ -32,7 +32,7 @@ def arrival_offsets(n: int, rate: float, *, burstiness: float = 1.0, seed: int =
 
 
 async def run_closed_loop(
-    session: aiohttp.ClientSession,
+    session: StreamPool,
     cfg: ClientConfig,
     specs: Sequence[RequestSpec],
     concurrency: int,
@@ -61,7 +61,7 @@ async def run_closed_loop(
 
 
 async def run_open_loop(
-    session: aiohttp.ClientSession,
+    session: StreamPool,
     cfg: ClientConfig,
     specs: Sequence[RequestSpec],
     offsets: Sequence[float],

@@ -76,7 +76,12 @@ class ProfileFile(BaseModel):
     profiles: list[Profile] = Field(min_length=1)
 
 
-MATRIX = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+# FlagRelease's perf-test skill (flagos-performance-testing 8.0.0, benchmark_runner.py): the
+# comprehensive strategy runs each case of its test matrix at these concurrencies with
+# num_prompts = concurrency after 2 warm-up requests; the quick strategy runs 4k/1k at concurrency
+# 64, 64 requests per round, 5 rounds, the first discarded, the mean of the other 4.
+MATRIX = [1, 4, 16, 64, 128, 256]
+MATRIX_CASES = [(4096, 1024), (1024, 1024), (8192, 1024)]
 
 
 def _perf(name: str, i: int, o: int, desc: str, **kw: Any) -> Profile:
@@ -85,18 +90,32 @@ def _perf(name: str, i: int, o: int, desc: str, **kw: Any) -> Profile:
     return Profile(name=name, input_len=i, output_len=o, description=desc, **base)
 
 
+def _matrix(i: int, o: int) -> Profile:
+    return _perf(
+        f"matrix-{i // 1024}k-{o // 1024}k",
+        i,
+        o,
+        f"FlagRelease comprehensive: {i}/{o} at concurrency {', '.join(map(str, MATRIX))}, "
+        "requests = concurrency",
+        num_prompts=1,
+        prompts_per_concurrency=1,
+        concurrency=MATRIX,
+        warmup=2,
+    )
+
+
 BUILTIN: dict[str, Profile] = {
     p.name: p
     for p in [
-        _perf("perf-256-128", 256, 128, "FlagRelease perf-test: short prompt, short answer"),
-        _perf("perf-4096-128", 4096, 128, "FlagRelease perf-test: long prompt (prefill bound)"),
-        _perf("perf-256-1024", 256, 1024, "FlagRelease perf-test: long answer (decode bound)"),
-        _perf("perf-4096-1024", 4096, 1024, "FlagRelease perf-test: long prompt and answer"),
+        _perf("perf-256-128", 256, 128, "perf-test set: short prompt, short answer"),
+        _perf("perf-4096-128", 4096, 128, "perf-test set: long prompt (prefill bound)"),
+        _perf("perf-256-1024", 256, 1024, "perf-test set: long answer (decode bound)"),
+        _perf("perf-4096-1024", 4096, 1024, "perf-test set: long prompt and answer"),
         _perf(
             "perf-high-concurrency",
             1024,
             512,
-            "FlagRelease perf-test: 500 requests at high concurrency",
+            "perf-test set: 500 requests at high concurrency",
             num_prompts=500,
             concurrency=[256],
         ),
@@ -104,19 +123,13 @@ BUILTIN: dict[str, Profile] = {
             "quick",
             4096,
             1024,
-            "FlagRelease quick: 4k/1k, concurrency 64, 5 rounds, first discarded",
+            "FlagRelease quick: 4k/1k, concurrency 64, 64 requests x 5 rounds, first discarded",
+            num_prompts=64,
+            warmup=0,  # the discarded first round is the warm-up
             repeats=5,
             discard_first=True,
         ),
-        _perf(
-            "matrix",
-            4096,
-            1024,
-            "FlagRelease concurrency matrix 1..256",
-            num_prompts=16,
-            prompts_per_concurrency=4,
-            concurrency=MATRIX,
-        ),
+        *(_matrix(i, o) for i, o in MATRIX_CASES),
         Profile(
             name="smoke",
             input_len=64,
@@ -148,6 +161,7 @@ BUILTIN: dict[str, Profile] = {
     ]
 }
 ALIASES = {"demo": "smoke"}
+GROUPS = {"matrix": [f"matrix-{i // 1024}k-{o // 1024}k" for i, o in MATRIX_CASES]}
 
 
 class ScaleLimits(BaseModel):
@@ -238,4 +252,6 @@ def resolve_profile(name_or_file: str) -> list[Profile]:
             raise ConfigError(f"profile file not found: {path}", fix="check the path")
         return load_model_file(path, ProfileFile).profiles
     name = ALIASES.get(name_or_file, name_or_file)
+    if name in GROUPS:
+        return [BUILTIN[member].model_copy(deep=True) for member in GROUPS[name]]
     return [pick(name, BUILTIN, what="bench profile", where="--profile").model_copy(deep=True)]

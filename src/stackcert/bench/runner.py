@@ -13,12 +13,13 @@ from typing import Any
 import aiohttp
 
 from stackcert.bench import datasets
-from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session, stamping_loop
+from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session
 from stackcert.bench.datasets import TokenizerLike
 from stackcert.bench.load import arrival_offsets, run_closed_loop, run_open_loop
 from stackcert.bench.metrics import compute_metrics
 from stackcert.bench.profiles import Profile, ScaleLimits, scale_profile
 from stackcert.bench.records import BenchResult, PointResult, RequestRecord, RunResult
+from stackcert.bench.transport import bench_loop, gc_paused
 from stackcert.bench.writer import RecordWriter
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
@@ -106,15 +107,16 @@ async def _one_run(
     on_record: Any,
 ) -> tuple[list[RequestRecord], float]:
     pool = conc or len(specs)
-    async with make_session(cfg, pool) as session:
-        if rate is None:
-            return await run_closed_loop(
-                session, cfg, specs, conc or 1, make_record=make, on_record=on_record
+    with gc_paused():
+        async with make_session(cfg, pool) as session:
+            if rate is None:
+                return await run_closed_loop(
+                    session, cfg, specs, conc or 1, make_record=make, on_record=on_record
+                )
+            offsets = arrival_offsets(len(specs), rate, burstiness=profile.burstiness, seed=seed)
+            return await run_open_loop(
+                session, cfg, specs, offsets, max_concurrency=conc, make_record=make, on_record=on_record
             )
-        offsets = arrival_offsets(len(specs), rate, burstiness=profile.burstiness, seed=seed)
-        return await run_open_loop(
-            session, cfg, specs, offsets, max_concurrency=conc, make_record=make, on_record=on_record
-        )
 
 
 def _log_excerpt(path: Path | None, lines: int = 40) -> str | None:
@@ -276,7 +278,7 @@ def run_bench(
 ) -> BenchResult:
     """Benchmark a running server (a Server or a base URL) with the given profiles; never raises for
     failed requests (they are counted in the result); writes requests.jsonl and bench.json in out_dir."""
-    with asyncio.Runner(loop_factory=stamping_loop) as runner:
+    with asyncio.Runner(loop_factory=bench_loop) as runner:
         return runner.run(
             run_bench_async(
                 server, model, profiles, out_dir=out_dir, progress=progress, limits=limits, api_key=api_key

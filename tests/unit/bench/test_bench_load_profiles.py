@@ -42,13 +42,23 @@ def test_scaling_to_context_keeps_ratio_and_says_why() -> None:
 
 
 def test_cpu_scaling_caps_requests_and_concurrency() -> None:
-    p = scale_profile(BUILTIN["matrix"], ScaleLimits.cpu(2048))
+    p = scale_profile(BUILTIN["matrix-4k-1k"], ScaleLimits.cpu(2048))
     assert p.num_prompts <= 16 and max(p.concurrency) <= 8
     assert p.concurrency == sorted(set(p.concurrency))
     assert p.scaled_from is not None and "concurrency" in p.scaled_from
     assert "CPU" in (p.scale_reason or "")
     q = scale_profile(BUILTIN["quick"], ScaleLimits.cpu(2048))
     assert q.repeats == 2 and q.discard_first
+
+
+def test_flagrelease_matrix_is_three_cases_with_one_request_per_stream() -> None:
+    cases = resolve_profile("matrix")
+    assert [(p.input_len, p.output_len) for p in cases] == [(4096, 1024), (1024, 1024), (8192, 1024)]
+    for p in cases:
+        assert p.concurrency == [1, 4, 16, 64, 128, 256] and p.warmup == 2
+        assert [p.prompts_for(c) for c in p.concurrency] == p.concurrency  # num_prompts = concurrency
+    quick = resolve_profile("quick")[0]
+    assert (quick.num_prompts, quick.concurrency, quick.repeats, quick.discard_first) == (64, [64], 5, True)
 
 
 def test_profile_that_fits_is_not_marked_scaled() -> None:

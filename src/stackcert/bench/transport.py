@@ -1,0 +1,423 @@
+"""The benchmark's HTTP/1.1 streaming transport: a pool of keep-alive connections, kernel arrival stamps.
+
+Why not a general HTTP client on this path: with hundreds of streams every chunk costs a task
+wake-up, a stream-reader copy and a parse in a general client, and while the one core does that,
+the other sockets' chunks wait to be read and are stamped late. Here:
+- the arrival time of a chunk is the kernel's receive timestamp of its packet (SO_TIMESTAMPNS,
+  read with the data by recvmsg), so however busy the event loop is, the stamp is when the bytes
+  reached the host; where the kernel gives none (TLS, other systems), the time of the read;
+- each read costs one callback: `httptools` (the C parser uvicorn uses) undoes the chunked framing
+  and the SSE lines are kept as bytes with their stamp; JSON is parsed once the answer is complete;
+- a request's task wakes twice (connection, completion), never per chunk, and bursts of sends and
+  of answer parsing go through turnstiles, one per event-loop iteration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import gc
+import ipaddress
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+# Linux's SO_TIMESTAMPNS (the socket module does not export it); the control message has the same type.
+SO_TIMESTAMPNS = 35
+TIMESPEC = struct.Struct("qq")
+READ_SIZE = 1 << 20  # long contexts and big usage chunks fit in one read
+CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+class TransportError(Exception):
+    """The connection failed or broke; `response` holds what had arrived before."""
+
+    def __init__(self, message: str, response: StreamResponse | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+@dataclass
+class StreamResponse:
+    status: int = 0
+    reason: str = ""
+    keep_alive: bool = True
+    sent: float = 0.0  # when the request was written (time.perf_counter)
+    lines: list[bytes] = field(default_factory=list)  # SSE lines ...
+    stamps: list[float] = field(default_factory=list)  # ... and their arrival times (no tuples: no GC work)
+    body: list[bytes] = field(default_factory=list)  # the body of a non-200 answer
+    tail: bytes = b""  # an unterminated last line
+    tail_stamp: float = 0.0
+    complete: bool = False
+    kernel_stamps: int = 0  # reads stamped by the kernel (the others: at the read)
+
+    @property
+    def started(self) -> bool:
+        return self.status != 0
+
+
+class Turnstile:
+    """Lets one waiter through per event-loop iteration.
+
+    With hundreds of streams, answers end (and new requests go out) in bursts: run all at once, a
+    burst holds the loop for milliseconds. Through a turnstile each iteration does one such piece
+    of work and then polls the sockets again.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._scheduled = False
+
+    async def turn(self) -> None:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        if not self._scheduled:
+            self._scheduled = True
+            fut.get_loop().call_soon(self._admit)
+        await fut
+
+    def _admit(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():  # a cancelled waiter gives its turn to the next one
+                fut.set_result(None)
+                break
+        if self._waiters:
+            asyncio.get_running_loop().call_soon(self._admit)  # runs in the next iteration
+        else:
+            self._scheduled = False
+
+
+class _Exchange:
+    """One request/answer at a time on one connection: the httptools callbacks, I/O left to subclasses."""
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.response = StreamResponse()
+        self.done: asyncio.Future[StreamResponse] | None = None
+        self.closed = False
+        self.now = 0.0  # arrival stamp of the bytes being parsed
+
+    async def exchange(self, request: bytes) -> StreamResponse:
+        self.response = StreamResponse()
+        self.parser = httptools.HttpResponseParser(self)
+        self.done = asyncio.get_running_loop().create_future()
+        self.response.sent = time.perf_counter()
+        await self.send(request)
+        return await self.done
+
+    async def send(self, request: bytes) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def feed(self, data: bytes, stamp: float) -> None:
+        self.now = stamp
+        if self.parser is None:
+            return  # bytes outside a request: ignored (the connection is not reused after an error)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.fail("unexpected protocol upgrade")
+        except httptools.HttpParserError as exc:
+            self.fail(f"bad HTTP response: {exc}")
+
+    def lost(self, exc: BaseException | None) -> None:
+        self.closed = True
+        if self.done is None or self.done.done():
+            return
+        if self.parser is not None and self.response.started:
+            with contextlib.suppress(httptools.HttpParserError):
+                self.parser.feed_data(b"")  # a body delimited by the connection's end ends here
+        if not self.done.done():
+            self.fail(f"server closed the connection{f': {exc}' if exc else ''}")
+
+    def fail(self, message: str) -> None:
+        self.parser = None
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(TransportError(message, self.response))
+        self.abort()
+
+    # -- httptools callbacks -------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.response.reason += status.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.response.status = self.parser.get_status_code()
+        self.response.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        resp = self.response
+        if resp.status != 200:
+            resp.body.append(body)
+            return
+        now = self.now
+        if b"\n" not in body:
+            resp.tail += body
+            resp.tail_stamp = now
+            return
+        *lines, resp.tail = (resp.tail + body).split(b"\n")
+        resp.lines += lines
+        resp.stamps += [now] * len(lines)
+        resp.tail_stamp = now
+
+    def on_message_complete(self) -> None:
+        self.response.complete = True
+        self.parser = None
+        if self.done is not None and not self.done.done():
+            self.done.set_result(self.response)
+
+
+class _SocketConnection(_Exchange):
+    """Plain HTTP over a non-blocking socket read with recvmsg: each read comes with the kernel's
+    receive time of its (last) packet, turned from CLOCK_REALTIME into time.perf_counter."""
+
+    def __init__(self, sock: socket.socket, kernel_stamps: bool) -> None:
+        super().__init__()
+        self.sock = sock
+        self.kernel_stamps = kernel_stamps
+        self.loop = asyncio.get_running_loop()
+        self.offset_ns = 0  # CLOCK_REALTIME - CLOCK_MONOTONIC, sampled at every send
+        self.loop.add_reader(sock.fileno(), self._readable)
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> _SocketConnection:
+        loop = asyncio.get_running_loop()
+        try:  # an address needs no resolver (whose calls run in threads)
+            family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+            candidates: list[tuple[Any, Any]] = [(family, (host, port))]
+        except ValueError:  # a name: try each of its addresses ("localhost" may be ::1 first)
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            candidates = [(info[0], info[4]) for info in infos]
+        error: OSError = OSError(f"{host} has no address")
+        for family, addr in candidates:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                await loop.sock_connect(sock, addr)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                kernel = True
+            except OSError:
+                kernel = False
+            return cls(sock, kernel)
+        raise error
+
+    async def send(self, request: bytes) -> None:
+        self.offset_ns = time.time_ns() - time.perf_counter_ns()
+        try:
+            await self.loop.sock_sendall(self.sock, request)
+        except OSError as exc:
+            self.lost(exc)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(READ_SIZE, CMSG_SPACE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._close()
+            self.lost(exc)
+            return
+        now = time.perf_counter()
+        stamp = now
+        for level, kind, raw in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= TIMESPEC.size:
+                sec, nsec = TIMESPEC.unpack_from(raw)
+                kernel = (sec * 1_000_000_000 + nsec - self.offset_ns) / 1e9
+                if self.response.sent - 0.001 <= kernel <= now:  # a clock step: trust the read time
+                    stamp = kernel
+                    self.response.kernel_stamps += 1
+        if not data:
+            self._close()
+            self.lost(None)
+            return
+        self.feed(data, stamp)
+
+    def _close(self) -> None:
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+        self.closed = True
+
+    def abort(self) -> None:
+        self._close()
+
+
+class _TransportConnection(_Exchange, asyncio.Protocol):
+    """TLS (or any asyncio transport): stamped when the bytes reach the protocol."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.feed(data, time.perf_counter())
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost(exc)
+
+    async def send(self, request: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(request)
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class StreamPool:
+    """Up to `size` keep-alive connections to one server; `post()` streams one request."""
+
+    def __init__(
+        self,
+        base_url: str,
+        size: int,
+        *,
+        headers: dict[str, str] | None = None,
+        connect_timeout_s: float = 30.0,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.ssl: ssl.SSLContext | None = ssl.create_default_context() if parts.scheme == "https" else None
+        self.prefix = parts.path.rstrip("/")
+        host_header = parts.netloc.rsplit("@", 1)[-1]
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+        self._head = f"Host: {host_header}\r\nAccept: text/event-stream\r\n{extra}".encode("latin-1")
+        self.connect_timeout_s = connect_timeout_s
+        self._idle: list[_Exchange] = []
+        self._slots = asyncio.Semaphore(max(1, size))
+        self._open: set[_Exchange] = set()
+        self.sends = Turnstile()  # one request written per loop iteration
+        self.finishes = Turnstile()  # one answer parsed per loop iteration (the client's own use)
+
+    async def __aenter__(self) -> StreamPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in list(self._open):
+            conn.abort()
+        self._open.clear()
+        self._idle.clear()
+
+    def request_bytes(self, path: str, body: bytes) -> bytes:
+        return (
+            f"POST {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1")
+            + self._head
+            + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+            + body
+        )
+
+    async def post(self, request: bytes, timeout_s: float) -> StreamResponse:
+        """Send prepared request bytes and wait for the whole answer (at most `timeout_s`, the
+        connection included). A reused connection that the server had already closed (keep-alive
+        expiry) is retried once on a new one."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        async with self._slots:
+            for attempt in (0, 1):
+                conn, reused = await self._connection()
+                await self.sends.turn()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        resp = await conn.exchange(request)
+                except TimeoutError:
+                    self._discard(conn)
+                    raise TransportError(f"timed out after {timeout_s:g} s", conn.response) from None
+                except TransportError as exc:
+                    self._discard(conn)
+                    stale = reused and exc.response is not None and not exc.response.started
+                    if stale and attempt == 0:
+                        continue
+                    raise
+                except BaseException:  # cancelled mid-answer: the connection is unusable
+                    self._discard(conn)
+                    raise
+                if resp.keep_alive and not conn.closed:
+                    self._idle.append(conn)
+                else:
+                    self._discard(conn)
+                return resp
+        raise AssertionError("unreachable")
+
+    async def _connection(self) -> tuple[_Exchange, bool]:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn, True
+            self._open.discard(conn)
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                conn = await self._open_connection()
+        except TimeoutError:
+            raise TransportError(
+                f"Connect to {self.host}:{self.port} failed: no answer in {self.connect_timeout_s:g} s"
+            ) from None
+        except OSError as exc:
+            raise TransportError(f"Connect to {self.host}:{self.port} failed: {exc}") from None
+        self._open.add(conn)
+        return conn, False
+
+    async def _open_connection(self) -> _Exchange:
+        if self.ssl is None:
+            return await _SocketConnection.open(self.host, self.port)
+        loop: Any = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            _TransportConnection, self.host, self.port, ssl=self.ssl, server_hostname=self.host
+        )
+        return conn
+
+    def _discard(self, conn: _Exchange) -> None:
+        self._open.discard(conn)
+        conn.abort()
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No garbage collection while a load runs (as timeit does): a full collection over the
+    records of a thousand streams stops the loop for tens of milliseconds. Collected afterwards."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+        gc.collect()
+
+
+def bench_loop() -> asyncio.AbstractEventLoop:
+    """The event loop the benchmark runs on: libuv's (uvloop) where installed, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
