@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from tests.fakes.openai_stream import FakeBehaviour, FakeOpenAIServer
@@ -86,7 +90,9 @@ def test_turnstile_admits_one_waiter_per_loop_iteration() -> None:
     assert len(admitted) == 6 and len(set(admitted)) == 6 and admitted == sorted(admitted)
 
 
-async def _closing_server(connections: list[int]) -> asyncio.Server:
+async def _closing_server(
+    connections: list[int], ssl_context: ssl.SSLContext | None = None
+) -> asyncio.Server:
     """Answers one request per connection with keep-alive headers, then closes it anyway (as a
     server whose keep-alive timer expired): the client's next request meets a dead connection."""
 
@@ -103,7 +109,7 @@ async def _closing_server(connections: list[int]) -> asyncio.Server:
         await asyncio.sleep(0.05)
         writer.close()
 
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl_context)
 
 
 def test_a_connection_closed_while_idle_is_retried_on_a_new_one() -> None:
@@ -136,3 +142,32 @@ def test_timeout_keeps_what_arrived() -> None:
         rec = asyncio.run(go())
     assert not rec.success and "timed out after 0.5 s" in (rec.error or "")
     assert rec.http_status == 200 and 1 <= len(rec.chunk_times) <= 4 and rec.ttft > 0
+
+
+def _self_signed(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "cert.pem", tmp / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_endpoint_streams_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = _self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts it as it would a company CA
+
+    async def go() -> RequestRecord:
+        server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_ctx.load_cert_chain(cert, key)
+        server = await _closing_server([], ssl_context=server_ctx)
+        port = server.sockets[0].getsockname()[1]
+        cfg = ClientConfig(base_url=f"https://127.0.0.1:{port}", model="m", timeout_s=10)
+        async with server, make_session(cfg, 1) as pool:
+            return await send_request(pool, cfg, RequestSpec("x", 1, 1), RequestRecord(index=0))
+
+    rec = asyncio.run(go())
+    assert rec.success, rec.error
+    assert rec.generated_text == " ok" and len(rec.chunk_times) == 1
