@@ -165,11 +165,12 @@ async def send_request(
     rec.expected_output_len = spec.output_len
     stream = _Stream(rec, cfg.endpoint == "chat")
     resp = None
+    broken = None
     rec.start = start = time.perf_counter()
     try:
         resp = await pool.post(request, cfg.timeout_s)
     except TransportError as exc:
-        rec.error = str(exc)
+        broken = str(exc)
         resp = exc.response
     except Exception as exc:  # a record, never an exception: the run must go on
         rec.error = f"{type(exc).__name__}: {exc}"
@@ -186,6 +187,10 @@ async def send_request(
                 stream.line(line, stamp)
             if resp.tail.strip():
                 stream.line(resp.tail, resp.tail_stamp)
+    if broken and not (stream.done and rec.error is None):
+        # (a stream that reached [DONE] and then lost its connection is complete: HTTP/1.0-style
+        # servers end the body by closing it)
+        rec.error = rec.error or broken
     _finish(rec, stream, start)
     return rec
 

@@ -171,3 +171,29 @@ def test_https_endpoint_streams_over_tls(tmp_path: Path, monkeypatch: pytest.Mon
     rec = asyncio.run(go())
     assert rec.success, rec.error
     assert rec.generated_text == " ok" and len(rec.chunk_times) == 1
+
+
+def test_a_body_ended_by_closing_the_connection_is_complete() -> None:
+    """No Content-Length, no chunked encoding: the server ends the SSE body by closing (HTTP/1.0 style)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        for word in (b" a", b" b"):
+            writer.write(b'data: {"choices":[{"index":0,"text":"%s","finish_reason":null}]}\n\n' % word)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"data: [DONE]\n\n")
+        await writer.drain()
+        writer.close()
+
+    async def go() -> RequestRecord:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        cfg = ClientConfig(base_url=f"http://127.0.0.1:{port}", model="m", timeout_s=10)
+        async with server, make_session(cfg, 1) as pool:
+            return await send_request(pool, cfg, RequestSpec("x", 1, 2), RequestRecord(index=0))
+
+    rec = asyncio.run(go())
+    assert rec.success, rec.error
+    assert rec.generated_text == " a b" and len(rec.chunk_times) == 2
