@@ -133,12 +133,8 @@ class _Exchange:
 
     def lost(self, exc: BaseException | None) -> None:
         self.closed = True
-        if self.done is None or self.done.done():
-            return
-        if self.parser is not None and self.response.started:
-            with contextlib.suppress(httptools.HttpParserError):
-                self.parser.feed_data(b"")  # a body delimited by the connection's end ends here
-        if not self.done.done():
+        if self.done is not None and not self.done.done():
+            # (a body that the server ends by closing is judged by the client: complete if it had [DONE])
             self.fail(f"server closed the connection{f': {exc}' if exc else ''}")
 
     def fail(self, message: str) -> None:
