@@ -7,7 +7,8 @@ oom_hang (prints an OOM line, then hangs), serve (benign warning, then serves /v
 'demo'), serve_other (serves a different model name), hang_requests (serves models, hangs on POST),
 bind (binds PORT like a server; fails with a real 'address already in use' when taken),
 race (loses a port race once, then serves), optional_import (logs an ImportError, serves),
-replay (prints the captured vLLM log given as 3rd argument, then serves).
+replay (prints the captured vLLM log given as 3rd argument, then serves),
+silent_compile (prints vLLM's compile line, is silent for SECONDS (4th argument), then serves).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ elif MODE == "replay":  # replay a captured vLLM start log (argv[3]) quickly, th
         for line in fh:
             print(line, end="", flush=True)
             time.sleep(0.01)
+    serve()
+elif MODE == "silent_compile":  # a compile phase that logs nothing for a while, like Inductor on CPU
+    print("INFO 11-22 16:03:24 [cpu_model_runner.py:87] Warming up model for the compilation...", flush=True)
+    time.sleep(float(sys.argv[4]))
     serve()
 elif MODE in ("serve", "serve_other", "hang_requests", "bind"):
     serve()

@@ -162,6 +162,38 @@ def test_phases_of_a_captured_compiled_vllm_start(tmp_path: Path) -> None:
     assert seen[-1] == "serving" and seen.count("serving") == 1
 
 
+def test_a_silent_compile_phase_waits_for_the_compile_idle_limit(tmp_path: Path) -> None:
+    # 4 s without a log line while compiling: beyond the idle limit (1.5 s), within compile_idle.
+    patient = FAST.model_copy(update={"idle": 1.5, "compile_idle": 30.0, "absolute": 60.0})
+    marker = uuid.uuid4().hex
+    with launch_server(
+        StackSpec(name="fake"),
+        MODEL,
+        run_dir=tmp_path / "patient",
+        timeouts=patient,
+        command=fake("silent_compile", marker, "4"),
+    ) as server:
+        assert server.alive()
+        assert "compiling" in server.info.phases
+    # The same silence beyond compile_idle is a stall, reported in the compiling phase.
+    strict = patient.model_copy(update={"compile_idle": 2.0})
+    marker = uuid.uuid4().hex
+    with (
+        pytest.raises(EngineStartError) as info,
+        launch_server(
+            StackSpec(name="fake"),
+            MODEL,
+            run_dir=tmp_path / "strict",
+            timeouts=strict,
+            command=fake("silent_compile", marker, "30"),
+        ),
+    ):
+        pass
+    assert info.value.findings[0].category == "stall"
+    assert info.value.findings[0].phase == "compiling"
+    assert procs_with(marker) == []
+
+
 def test_forced_port_already_taken(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
