@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-# Waiting for the shared vLLM lock plus a kill, a resume and two engine starts can take long.
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(2700)]
+# Two engine starts, a kill and a resume: ~4 minutes on 2 idle cores; the limits catch a hang, not a
+# slow machine.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 CONFIG = """\
 name: e2e
@@ -89,7 +90,7 @@ def resumed_run(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + 600
         # Kill once the reference benchmark has written some request records.
         while time.monotonic() < deadline and proc.poll() is None:
             steps = _state(run_dir).get("steps", {})
@@ -106,7 +107,7 @@ def resumed_run(
             [str(EXE), "run", "--resume", str(run_dir), "--json"],
             capture_output=True,
             text=True,
-            timeout=1500,
+            timeout=1200,
         )
     return {"run_dir": run_dir, "before": before, "records_before": records_before, "proc": done}
 
