@@ -112,6 +112,14 @@ async def _closing_server(
     return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl_context)
 
 
+async def _one_request(server: asyncio.Server, scheme: str = "http", max_tokens: int = 1) -> RequestRecord:
+    """One streaming request to a raw test server (closed with the call)."""
+    port = server.sockets[0].getsockname()[1]
+    cfg = ClientConfig(base_url=f"{scheme}://127.0.0.1:{port}", model="m", timeout_s=10)
+    async with server, make_session(cfg, 1) as pool:
+        return await send_request(pool, cfg, RequestSpec("x", 1, max_tokens), RequestRecord(index=0))
+
+
 def test_a_connection_closed_while_idle_is_retried_on_a_new_one() -> None:
     connections: list[int] = []
 
@@ -162,11 +170,7 @@ def test_https_endpoint_streams_over_tls(tmp_path: Path, monkeypatch: pytest.Mon
     async def go() -> RequestRecord:
         server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         server_ctx.load_cert_chain(cert, key)
-        server = await _closing_server([], ssl_context=server_ctx)
-        port = server.sockets[0].getsockname()[1]
-        cfg = ClientConfig(base_url=f"https://127.0.0.1:{port}", model="m", timeout_s=10)
-        async with server, make_session(cfg, 1) as pool:
-            return await send_request(pool, cfg, RequestSpec("x", 1, 1), RequestRecord(index=0))
+        return await _one_request(await _closing_server([], ssl_context=server_ctx), "https")
 
     rec = asyncio.run(go())
     assert rec.success, rec.error
@@ -188,11 +192,7 @@ def test_a_body_ended_by_closing_the_connection_is_complete() -> None:
         writer.close()
 
     async def go() -> RequestRecord:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
-        cfg = ClientConfig(base_url=f"http://127.0.0.1:{port}", model="m", timeout_s=10)
-        async with server, make_session(cfg, 1) as pool:
-            return await send_request(pool, cfg, RequestSpec("x", 1, 2), RequestRecord(index=0))
+        return await _one_request(await asyncio.start_server(handle, "127.0.0.1", 0), max_tokens=2)
 
     rec = asyncio.run(go())
     assert rec.success, rec.error
