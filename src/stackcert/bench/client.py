@@ -187,10 +187,10 @@ async def send_request(
                 stream.line(line, stamp)
             if resp.tail.strip():
                 stream.line(resp.tail, resp.tail_stamp)
-    if broken and not (stream.done and rec.error is None):
+    if broken and not stream.done and rec.error is None:
         # (a stream that reached [DONE] and then lost its connection is complete: HTTP/1.0-style
         # servers end the body by closing it)
-        rec.error = rec.error or broken
+        rec.error = broken
     _finish(rec, stream, start)
     return rec
 
