@@ -215,7 +215,7 @@ def consistency_step(ctx: RunContext) -> Outcome:
     )
     values = dict(ctx.config.phases.consistency.options)
     if ctx.config.gates.consistency:  # the gate's thresholds override the phase's own
-        values["thresholds"] = {**values.get("thresholds", {}), **ctx.config.gates.consistency}
+        values["tolerance"] = {**values.get("tolerance", {}), **ctx.config.gates.consistency}
     options = options_cls.model_validate(values)
     reference, candidate = ctx.server("reference"), ctx.server("candidate")
     result = run_consistency(
