@@ -183,8 +183,8 @@ def min_detectable_drop(n: int, discordance: float, alpha: float = 0.05, power: 
 
 
 def decide_accuracy(counts: PairedCounts, settings: RuleSettings | None = None) -> RuleOutcome:
-    """Non-inferiority with confidence: pass when the paired 95 % (Tango) CI of Δ stays above −margin; fail when
-    it lies wholly below, or when McNemar finds a significant drop larger than the margin; otherwise
+    """Non-inferiority with confidence: pass when the paired 95 % (Tango) CI of Δ stays above −margin;
+    fail when it lies wholly below, or when McNemar finds a significant drop larger than the margin; otherwise
     inconclusive ("retest"), with the items that would decide it."""
     s = settings or RuleSettings()
     n = counts.n

@@ -12,12 +12,13 @@ import asyncio
 import json
 from pathlib import Path
 
+from tests.fakes.table_lm import EOS, TRAP, Logits, TableLM, reference_logits, serve, tokenize
+
 from stackcert.consistency.client import CompletionsClient
 from stackcert.consistency.options import ConsistencyOptions, TokenPhase
 from stackcert.consistency.phases import Sides, tokens_phase
 from stackcert.engines.base import ModelRef
 from stackcert.progress import NullProgress
-from tests.fakes.table_lm import EOS, TRAP, Logits, TableLM, reference_logits, serve, tokenize
 
 PROMPT = "abc"
 FIRST = len(tokenize(PROMPT))  # context length at the first generated token
@@ -89,9 +90,7 @@ def test_a_continuation_the_reference_ranks_beyond_the_limit_fails(tmp_path: Pat
 
 def test_a_near_tie_inside_the_limit_passes_and_one_outside_fails(tmp_path: Path) -> None:
     # The reference's runner-up is 1 nat below its top: a candidate that prefers it costs 1 nat.
-    runner_up = TableLM().greedy(tokenize(PROMPT) + [first_token()])
-    ref_ctx = tokenize(PROMPT) + [first_token()]
-    lp = reference_logits(ref_ctx)
+    lp = reference_logits([*tokenize(PROMPT), first_token()])
     runner_up = sorted(range(len(lp)), key=lambda i: -lp[i])[1]
     cand = TableLM(nudged(1, runner_up, 1.5))
     assert run(TableLM(), cand, tmp_path, regret_limit=1.2).status == "pass"
