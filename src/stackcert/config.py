@@ -28,7 +28,7 @@ class OperatorSelection(Strict):
     exclude: list[str] = Field(default_factory=list)
     faults: dict[str, str] = Field(
         default_factory=dict,
-        description="fault_ops only (a test fixture): operator -> crash | nan | drift",
+        description="fault_ops only (a test fixture): operator -> crash | nan | drift | drift:M",
     )
 
 

@@ -147,7 +147,8 @@ async def logprob_phase(sides: Sides, model: ModelRef, opts: ConsistencyOptions)
     again: list[Scored] = []
     diffs, noise = TokenDiffs(), TokenDiffs()
     n_share, rounds, wall = opts.sharegpt_texts, 0, 0.0
-    budget = max(opts.sharegpt_texts, opts.max_sharegpt_texts)
+    # sharegpt_texts 0 means none: then there is nothing to add either.
+    budget = max(opts.sharegpt_texts, opts.max_sharegpt_texts) if opts.sharegpt_texts > 0 else 0
     while True:
         rounds += 1
         new = _score_texts(model, opts, n_share)[len(texts) :]

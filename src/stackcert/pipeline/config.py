@@ -111,8 +111,18 @@ DEMO_PHASES: dict[str, Any] = {
     "smoke": {"timeout_s": 300, "options": {"offline": False}},
     "consistency": {
         "timeout_s": 900,
-        # 16 greedy prompts × 32 tokens, 2 ShareGPT texts of 128 tokens scored, 40 arithmetic items.
-        "options": {"tokens": {"max_tokens": 32}, "sharegpt_texts": 2, "token_budget": 128, "task_limit": 40},
+        # 16 greedy prompts × 32 tokens; 4 ShareGPT texts of 128 tokens scored (up to 16 while a check
+        # is inconclusive); number_sequence from 100 items up to 400 while the accuracy gate cannot
+        # decide (identical answers at ~85 % accuracy decide at about 100).
+        "options": {
+            "tokens": {"max_tokens": 32},
+            "sharegpt_texts": 4,
+            "max_sharegpt_texts": 16,
+            "token_budget": 128,
+            "tasks": ["number_sequence"],
+            "task_limit": 100,
+            "task_budget": 400,
+        },
     },
     "bench": {"timeout_s": 600, "profiles": ["demo"]},
     "bisect": {"enabled": True, "timeout_s": 900},
