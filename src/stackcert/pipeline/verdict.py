@@ -3,7 +3,7 @@
 PASS     both stacks pass every gate                       -> recommend the candidate ("full")
 PARTIAL  the reference passes; the candidate fails or misses a gate -> recommend "base"
 FAIL     the engine does not import, or the reference cannot serve  -> recommend "none"
-A candidate whose only open gate is a consistency result inside the noise zone is PARTIAL with
+A candidate whose only open gate is an inconclusive consistency result is PARTIAL with
 `retest` set, and the exit code is 4 (retest advised) instead of 3.
 """
 
