@@ -95,10 +95,10 @@ def consistency(
     margin: Annotated[float, Opt("--margin", help="Limits ≥ this × the equivalence envelope.")] = 1.5,
     noise_multiple: Annotated[float, Opt("--noise-multiple", help="Limits ≥ this × the noise.")] = 3.0,
     max_kl: Annotated[float | None, Opt("--max-kl", help="Fixed mean-KL limit (ignores the floor).")] = None,
-    task_limit: Annotated[int | None, Opt("--task-limit", help="First N items of each task.")] = None,
+    task_limit: Annotated[int, Opt("--task-limit", help="Start with the first N items of each task.")] = 100,
     task_budget: Annotated[
-        int | None, Opt("--task-budget", help="Items at most per task while inconclusive (default all).")
-    ] = None,
+        int, Opt("--task-budget", help="Items at most per task while inconclusive.")
+    ] = 400,
     concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.")] = 8,
     reference_url: Annotated[str | None, Opt("--reference-url", help="Use a running server.")] = None,
     candidate_url: Annotated[str | None, Opt("--candidate-url", help="Use a running server.")] = None,

@@ -37,11 +37,11 @@ class ConsistencyOptions(BaseModel):
         True, description="score the reference twice, same concurrency, other order: the batch noise"
     )
     tasks: list[str] = Field(
-        default_factory=lambda: ["arithmetic_mul"], description="built-in names or JSONL"
+        default_factory=lambda: ["number_sequence"], description="built-in names or JSONL"
     )
-    task_limit: int | None = Field(None, description="start with the first N items of each task")
+    task_limit: int | None = Field(100, description="start with the first N items of each task (None = all)")
     task_budget: int | None = Field(
-        None, description="sequential sampling: add items, up to this many, while inconclusive (None = all)"
+        400, description="sequential sampling: add items, up to this many, while inconclusive (None = all)"
     )
     task_max_tokens: int = 16
     lmeval_tasks: list[str] = Field(default_factory=list, description="lm-eval task names (bridge)")

@@ -71,7 +71,8 @@ class TimeoutsSpec(Strict):
 class GatesSpec(Strict):
     perf_ratio: float = Field(0.8, gt=0, description="candidate/reference throughput must reach this")
     consistency: dict[str, float] = Field(
-        default_factory=dict, description="tolerance settings of the consistency gate (ToleranceSettings keys)"
+        default_factory=dict,
+        description="tolerance settings of the consistency gate (ToleranceSettings keys)",
     )
     require_consistency: bool = Field(True, description="a candidate must pass consistency to PASS")
     require_bench: bool = Field(True, description="a candidate must meet perf_ratio to PASS")
