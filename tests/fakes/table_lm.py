@@ -3,18 +3,15 @@
 Not a real model: a tiny deterministic next-token function over a 12-token vocabulary, so tests can
 construct exact ties, near ties, implausible continuations and degenerate loops by hand. It answers
 greedy generation (logprobs, `return_tokens_as_token_ids`) and teacher-forced scoring (`echo`, with
-a string prompt or a list of token ids) the way vLLM does. Token 0 is end-of-sequence; a string
+a string prompt or a list of token ids) the way vLLM does; serve it with the consistency tests'
+`cons_fake_server.serve` (anything with `respond(body)`). Token 0 is end-of-sequence; a string
 prompt is tokenised as one token per character (`ord(ch) % 10 + 2`) after a BOS (token 1).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 V = 12
@@ -110,30 +107,3 @@ class TableLM:
         n_out = len(ctx) - len(ids)
         usage = {"prompt_tokens": len(ids), "completion_tokens": n_out, "total_tokens": len(ctx)}
         return {"choices": [choice], "usage": usage}
-
-
-@contextmanager
-def serve(lm: TableLM) -> Iterator[str]:
-    """Serve one fake stack on 127.0.0.1; yields its base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            data = json.dumps(lm.respond(body)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -12,7 +12,8 @@ import asyncio
 import json
 from pathlib import Path
 
-from tests.fakes.table_lm import EOS, TRAP, Logits, TableLM, reference_logits, serve, tokenize
+from cons_fake_server import serve
+from tests.fakes.table_lm import EOS, TRAP, Logits, TableLM, reference_logits, tokenize
 
 from stackcert.consistency.client import CompletionsClient
 from stackcert.consistency.options import ConsistencyOptions, TokenPhase
