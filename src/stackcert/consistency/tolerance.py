@@ -68,6 +68,14 @@ def envelope_for(dtype: str) -> Envelope:
     return Envelope.model_validate(table.get(key, table["bfloat16"]))
 
 
+def probe_tolerance(dtype: str, settings: ToleranceSettings | None = None) -> float:
+    """The largest |Δ log-prob| a bisection probe accepts: the same envelope the consistency gate
+    judges with (margin × the largest per-token difference of correct builds), so bisection looks
+    for exactly what the gate calls a fault."""
+    s = settings or ToleranceSettings()
+    return s.margin * envelope_for(dtype).dlogprob_max
+
+
 class Check(BaseModel):
     """One metric judged against its limit, with the numbers behind the decision."""
 

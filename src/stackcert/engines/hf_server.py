@@ -6,7 +6,8 @@
 
 Serves /health, /v1/models, /v1/completions (logprobs, echo with prompt logprobs, stream with
 stream_options.include_usage, return_tokens_as_token_ids) and /v1/chat/completions. One request
-at a time (a lock): correctness over speed.
+at a time (a lock): correctness over speed; with --batch-size N, concurrent scoring requests run as
+one padded batch (hf_batch.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from stackcert.engines.hf_batch import ScoreBatcher
 from stackcert.engines.hf_core import HFModel, Step, apply_operators
 
 State = dict[str, Any]
@@ -112,6 +114,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
         )
 
     stops = _stops(body)
+    batcher: ScoreBatcher | None = state.get("batcher")
+    if batcher is not None and echo and want_lp and max_tokens == 1 and not stops and temperature == 0:
+        prompt_steps, nxt = await batcher.score(ids, top)
+        scored = {
+            "index": 0,
+            "text": m.decode([*ids, nxt.token_id]),
+            "finish_reason": _finish(m, [nxt], 1, ignore_eos),
+            "logprobs": _logprobs_block(m, [*prompt_steps, nxt], [*ids, nxt.token_id], as_ids),
+        }
+        return web.json_response(_envelope(state, "text_completion", [scored], len(ids), 1))
 
     def work() -> tuple[list[Step | None], list[Step], str | None]:
         prompt_steps = m.score_prompt(ids, top) if echo and want_lp else []
@@ -302,9 +314,13 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="")
 
 
-def build_app(model: HFModel, served: str) -> web.Application:
+def build_app(model: HFModel, served: str, batch_size: int = 1) -> web.Application:
+    """The aiohttp app; batch_size > 1 batches concurrent scoring requests (hf_batch.py)."""
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app["state"] = {"model": model, "served": served, "lock": asyncio.Lock(), "created": int(time.time())}
+    lock = asyncio.Lock()
+    app["state"] = {"model": model, "served": served, "lock": lock, "created": int(time.time())}
+    if batch_size > 1:
+        app["state"]["batcher"] = ScoreBatcher(model, lock, batch_size)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/completions", completions)
@@ -323,6 +339,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--max-model-len", type=int, default=2048)
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--chat-template")
+    ap.add_argument("--batch-size", type=int, default=1, help="batch concurrent scoring requests")
     ap.add_argument("--attn-implementation", help="transformers attention: eager | sdpa | flash_attention_2")
     ap.add_argument("--operators", help="OperatorSelection as JSON")
     ap.add_argument("--effective-ops", help="where to write the effective operator list")
@@ -344,7 +361,7 @@ def main(argv: list[str]) -> int:
     impl = getattr(model.model.config, "_attn_implementation", None)
     print(f"hf_server: model loaded (attention {impl}); serving", flush=True)
     web.run_app(
-        build_app(model, args.served_model_name),
+        build_app(model, args.served_model_name, args.batch_size),
         host=args.host,
         port=args.port,
         print=lambda s: print(s, flush=True),

@@ -45,6 +45,8 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> 
         "--max-model-len",
         str(args.get("max_model_len", model.max_model_len)),
     ]
+    if int(args.get("batch_size", 1)) > 1:
+        argv += ["--batch-size", str(int(args["batch_size"]))]
     if args.get("attn_implementation"):
         argv += ["--attn-implementation", str(args["attn_implementation"])]
     if model.trust_remote_code:

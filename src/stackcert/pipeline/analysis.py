@@ -128,6 +128,11 @@ def bisect_step(ctx: RunContext) -> Outcome:
         ("stackcert.diagnose.bisect", "run_bisect"), ("stackcert.diagnose.probe", "run_bisect")
     )
     findings = _candidate_findings(ctx)
+    from stackcert.consistency.tolerance import ToleranceSettings, probe_tolerance
+
+    tolerance = ToleranceSettings.model_validate(
+        {**ctx.config.phases.consistency.options.get("tolerance", {}), **ctx.config.gates.consistency}
+    )
     result = run_bisect(
         ctx.stack("reference"),
         ctx.stack("candidate"),
@@ -135,6 +140,7 @@ def bisect_step(ctx: RunContext) -> Outcome:
         run_dir=ctx.run_dir,
         findings=findings,
         timeout_per_probe=ctx.config.phases.bisect.timeout_per_probe_s,
+        logprob_tol=probe_tolerance(ctx.need_model().dtype, tolerance),
         progress=ctx.progress,
     )
     payload = dump(result)

@@ -118,3 +118,13 @@ def test_token_diffs_groups_by_text() -> None:
     d = token_diffs([a, a], [b, a])
     assert [len(t) for t in d.kl] == [2, 2] and d.kl[1] == [0.0, 0.0] and d.kl[0][0] > 0
     assert d.dlogprob[0][0] == pytest.approx(0.2)
+
+
+def test_shipped_envelopes_load_with_their_provenance() -> None:
+    from stackcert.consistency.tolerance import envelope_for
+
+    bf16, fp32 = envelope_for("bfloat16"), envelope_for("float32")
+    assert bf16.source and fp32.source
+    assert fp32.mean_kl < bf16.mean_kl  # float32 builds agree more closely than bf16 ones
+    assert envelope_for("half") == envelope_for("float16")
+    assert envelope_for("no-such-dtype") == bf16  # unknown: the widest shipped envelope
