@@ -164,11 +164,10 @@ def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str
 def faults(out: Path, work: Path, quick: bool) -> None:
     """The fault panel on the float32 transformers engine: one faulty server per planted fault."""
     from stackcert.config import OperatorSelection, load_preset
+    from stackcert.consistency.tolerance import probe_tolerance
     from stackcert.diagnose.probe import run_bisect
     from stackcert.engines import launch_server
     from stackcert.models import resolve_model
-
-    from stackcert.consistency.tolerance import probe_tolerance
 
     preset = load_preset("fault")
     model = resolve_model(preset.model)
