@@ -17,6 +17,7 @@ by the other's probability of ending there; a stop the other stack makes too cos
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Literal
 
@@ -68,8 +69,10 @@ def regret(step: TokenStep) -> float | None:
     """log p(top) − log p(actual token) at one scored position; None when the server gave no log-prob."""
     if step.logprob is None:
         return None
-    top = max([*step.top.values(), step.logprob])
-    return max(0.0, top - step.logprob)
+    values = [*step.top.values(), step.logprob]
+    if not all(math.isfinite(v) or v == -math.inf for v in values) or step.logprob == -math.inf:
+        return math.inf  # NaN or an impossible token: no stack computing the model gives that
+    return max(0.0, max(values) - step.logprob)
 
 
 def _top_token(step: TokenStep) -> str | None:

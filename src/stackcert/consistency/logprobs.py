@@ -35,7 +35,11 @@ def _side(top: dict[str, float], cats: list[str]) -> list[float]:
 
 
 def kl_topk(ref_top: dict[str, float], cand_top: dict[str, float]) -> float:
-    """KL(reference‖candidate) over the top-k union plus a tail bucket (see module docstring)."""
+    """KL(reference‖candidate) over the top-k union plus a tail bucket (see module docstring).
+
+    A NaN log-prob on either side gives +inf: it must never look like agreement."""
+    if any(math.isnan(v) for v in (*ref_top.values(), *cand_top.values())):
+        return math.inf
     cats = sorted(set(ref_top) | set(cand_top))
     p = np.maximum(np.asarray(_side(ref_top, cats)), FLOOR)
     q = np.maximum(np.asarray(_side(cand_top, cats)), FLOOR)

@@ -139,13 +139,17 @@ def judge_metric(
 ) -> Check:
     """Decide one metric: bootstrap bounds over texts against max(tolerance, k × noise) (or a fixed limit)."""
     pooled = np.concatenate([np.asarray(g, dtype=float) for g in groups if len(g)] or [np.zeros(1)])
-    value = float(stat(pooled))
-    boots = cluster_bootstrap(groups, stat, settings.bootstrap)
     a = settings.alpha / max(1, checks)
-    lo, hi = float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    with np.errstate(invalid="ignore"):  # NaN / inf differences are judged below, not warned about
+        value = float(stat(pooled))
+        boots = cluster_bootstrap(groups, stat, settings.bootstrap)
+        lo, hi = float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
     limit = fixed if fixed is not None else max(tolerance, settings.noise_multiple * noise)
     decision: Decision = "pass" if hi <= limit else "fail" if lo > limit else "inconclusive"
-    se = float(np.std(boots, ddof=1)) if len(boots) > 1 else 0.0
+    if not (math.isfinite(value) and math.isfinite(lo) and math.isfinite(hi)):
+        decision = "fail"  # NaN or infinite differences: nothing a correct build produces
+    with np.errstate(invalid="ignore"):
+        se = float(np.std(boots, ddof=1)) if len(boots) > 1 else 0.0
     z_a, z_b = z_of(1 - a), z_of(settings.power)
     needed: int | None = None
     n = sum(1 for g in groups if len(g))

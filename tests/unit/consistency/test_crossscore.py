@@ -130,3 +130,12 @@ def test_identical_outputs_are_not_cross_scored(tmp_path: Path) -> None:
     phase = run(ref, cand, tmp_path)
     assert phase.prompts[0].status == "identical" and phase.status == "pass"
     assert not any(r.get("echo") for r in ref.requests + cand.requests)
+
+
+def test_nan_logits_fail_the_cross_score(tmp_path: Path) -> None:
+    def nan_after(ctx: list[int]) -> list[float]:
+        out = reference_logits(ctx)
+        return [float("nan")] * len(out) if len(ctx) >= FIRST + 2 else out
+
+    phase = run(TableLM(), TableLM(nan_after), tmp_path)
+    assert phase.status == "fail" and phase.prompts[0].status == "diverged_fail"

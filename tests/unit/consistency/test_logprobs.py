@@ -128,3 +128,16 @@ def test_shipped_envelopes_load_with_their_provenance() -> None:
     assert fp32.mean_kl < bf16.mean_kl  # float32 builds agree more closely than bf16 ones
     assert envelope_for("half") == envelope_for("float16")
     assert envelope_for("no-such-dtype") == bf16  # unknown: the widest shipped envelope
+
+
+def test_nan_never_looks_like_agreement() -> None:
+    import math
+
+    nan = float("nan")
+    assert kl_topk({"a": nan, "b": -1.0}, {"a": -0.1, "b": -2.0}) == math.inf
+    assert kl_topk({"a": -0.1}, {"a": nan}) == math.inf
+    ref = Scored(text="x", steps=steps([("a", -0.1, {"a": -0.1, "b": -2.5})] * 3))
+    bad = Scored(text="x", steps=steps([("a", nan, {"a": nan, "b": nan})] * 3))
+    d = token_diffs([ref] * 4, [bad] * 4)
+    checks = judge(d, None, ENV, ToleranceSettings())
+    assert all(c.decision == "fail" for c in checks if c.metric != "top1_disagreement")
