@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from stackcert.pipeline.libs import NotAvailable, Outcome, dump, lib, lib_first
@@ -111,13 +112,77 @@ def bisect_reason(ctx: RunContext) -> str | None:
         return "not possible: the candidate selects no operator library"
     if component in OPERATOR_COMPONENTS or component is None:
         return None
+    if stack.engine == "vllm" and _device_fault(ctx):
+        return None  # an asynchronous device fault names no kernel: the operators are suspects
     return f"not needed: the failure is not in an operator library (component {component or 'unknown'})"
+
+
+def _device_fault(ctx: RunContext) -> bool:
+    """The candidate's failure is a crash of the engine or device (not a bad argument, model or port)."""
+    faults = {"device_error", "segfault", "crash", "kernel_error", "exited", "compile_error"}
+    return any(f.category in faults for f in _candidate_findings(ctx))
+
+
+REFERENCE_ANSWERS = "bisect/reference-answers.json"
+
+
+def keep_reference_answers(ctx: RunContext) -> None:
+    """While the reference still serves: keep its probe answers for a vLLM bisection (saves a start)."""
+    cand = ctx.stack("candidate")
+    if cand.engine != "vllm" or cand.operators is None or not ctx.config.phases.bisect.enabled:
+        return
+    led = ctx.ledger
+    if not any(led.status(s).bad for s in ("candidate.serve", "candidate.smoke", "consistency")):
+        return
+    server = ctx.pool.running(ctx.stack("reference").name)
+    if server is None:
+        return
+    from stackcert.diagnose import answers
+
+    got = answers.collect(server)
+    path = ctx.run_dir / REFERENCE_ANSWERS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([a.model_dump() for a in got], indent=2), encoding="utf-8")
+
+
+def _kept_answers(ctx: RunContext) -> list[Any] | None:
+    from stackcert.diagnose.answers import Answer
+
+    path = ctx.run_dir / REFERENCE_ANSWERS
+    if not path.exists():
+        return None
+    return [Answer.model_validate(a) for a in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _vllm_bisect(ctx: RunContext) -> Outcome:
+    from stackcert.diagnose.vllm_probe import run_vllm_bisect
+
+    cand = ctx.stack("candidate")
+    result = run_vllm_bisect(
+        ctx.stack("reference"),
+        cand,
+        ctx.need_model(),
+        run_dir=ctx.run_dir,
+        findings=_candidate_findings(ctx),
+        reference_answers_=_kept_answers(ctx),
+        candidate_dir=ctx.run_dir / "stacks" / cand.name,
+        progress=ctx.progress,
+    )
+    data = json.loads((ctx.run_dir / "bisect.json").read_text(encoding="utf-8"))
+    from stackcert.diagnose.findings import Finding
+
+    findings = [Finding.model_validate(f) for f in data.get("findings", [])]
+    payload = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
+    reason = f"culprit: {result.culprits}" if result.culprits else result.message
+    return Outcome(status=Status.PASS, reason=reason, payload=payload, findings=findings)
 
 
 def bisect_step(ctx: RunContext) -> Outcome:
     why_not = bisect_reason(ctx)
     if why_not:
         return Outcome(status=Status.SKIPPED, reason=why_not)
+    if ctx.stack("candidate").engine == "vllm":
+        return _vllm_bisect(ctx)
     run_bisect = lib_first(
         ("stackcert.diagnose.bisect", "run_bisect"), ("stackcert.diagnose.probe", "run_bisect")
     )

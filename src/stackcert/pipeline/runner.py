@@ -8,6 +8,7 @@ engines, puts the running step back to pending and leaves a ledger `--resume` co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -201,6 +202,8 @@ class Pipeline:
             for role in ROLES:
                 self._stack_steps(role)
             self._consistency()
+            with contextlib.suppress(Exception):  # an optional saving; the bisection can start its own
+                analysis.keep_reference_answers(ctx)
             ctx.pool.stop_all()  # free the memory before compare / bisect
             self.step("compare", lambda: analysis.compare_step(ctx), t.compare)
             bisect = cfg.phases.bisect
