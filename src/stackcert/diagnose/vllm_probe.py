@@ -32,7 +32,9 @@ from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
 _OP_IN_MESSAGE = re.compile(r"operator '([A-Za-z0-9_]+)'")
-_LIB_FRAME = re.compile(r'File "[^"]*?flag_gems/(?:[\w/]*/)?(?:ops|fused|experimental_ops)/(\w+)\.py"')
+_LIB_FRAME = re.compile(
+    r'File "[^"]*?flag_gems/(?:[\w/]*/)?(?:ops|fused|experimental_ops)/(\w+)\.py"(?:, line \d+, in (\w+))?'
+)
 _ATEN = re.compile(r"aten::([A-Za-z0-9_]+)")
 _TB_START = "Traceback (most recent call last):"
 
@@ -48,15 +50,19 @@ def operator_in_text(lines: list[str], active: list[str]) -> str | None:
             blocks.append(block)
         block.append(line)
     for tb in blocks:
-        frames = [m.group(1) for line in tb for m in [_LIB_FRAME.search(line)] if m]
-        frames = [f for f in frames if f in act]
+        found = [m for line in tb for m in [_LIB_FRAME.search(line)] if m]
+        frames = []
+        for m in found:  # the file's operator, else the function's name
+            name = next((n for n in (m.group(1), m.group(2)) if n in act), None)
+            if name is not None:
+                frames.append(name)
         if frames:
             return frames[-1]
     for line in lines:
         for rx in (_OP_IN_MESSAGE, _ATEN):
-            m = rx.search(line)
-            if m and m.group(1) in act:
-                return m.group(1)
+            hit = rx.search(line)
+            if hit and hit.group(1) in act:
+                return hit.group(1)
     return None
 
 
@@ -287,14 +293,19 @@ def run_vllm_bisect(
         candidate, model, work_dir=work / "starts", reference=ref, active=active, tol=tol, timeouts=timeouts
     )
     progress.on_start("bisect")
-    traceback_op = operator_from_findings(findings, active)
-    source = "candidate failure" if traceback_op else None
+    # An asynchronous device fault is reported by whichever later operator synchronises, so the
+    # failure's own frames may name an innocent one: the blocking start comes first for such a library.
     blocking = (
         blocking_diagnosis if blocking_diagnosis is not None else candidate.operators.library == "flag_gems"
     )
-    if traceback_op is None and blocking:
+    traceback_op: str | None = None
+    source: str | None = None
+    if blocking:
         traceback_op, timing["traceback_start_s"] = probe.diagnostic_start({"CUDA_LAUNCH_BLOCKING": "1"})
         source = "CUDA_LAUNCH_BLOCKING=1 start" if traceback_op else None
+    if traceback_op is None:
+        traceback_op = operator_from_findings(findings, active)
+        source = "candidate failure" if traceback_op else None
 
     def logged(excluded: list[str]) -> ProbeOutcome:
         outcome = probe(excluded)

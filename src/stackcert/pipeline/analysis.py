@@ -110,11 +110,21 @@ def bisect_reason(ctx: RunContext) -> str | None:
     stack = ctx.stack("candidate")
     if stack.operators is None:
         return "not possible: the candidate selects no operator library"
+    ladder = ctx.result("ladder") or {}
+    named = ladder.get("component")
+    if ladder.get("failing_level") and named not in LIBRARY_COMPONENTS:
+        return f"not needed: the isolation ladder names {named or 'no component'}, not the operator library"
+    if named in LIBRARY_COMPONENTS:
+        return None
     if component in OPERATOR_COMPONENTS or component is None:
         return None
     if stack.engine == "vllm" and _device_fault(ctx):
         return None  # an asynchronous device fault names no kernel: the operators are suspects
     return f"not needed: the failure is not in an operator library (component {component or 'unknown'})"
+
+
+# What an operator exclusion list can fix (the plugin's own out-of-tree ops are not in it).
+LIBRARY_COMPONENTS = {"flag_gems", "triton", "stackcert_fault_ops"}
 
 
 def _device_fault(ctx: RunContext) -> bool:
@@ -129,7 +139,8 @@ REFERENCE_ANSWERS = "bisect/reference-answers.json"
 def keep_reference_answers(ctx: RunContext) -> None:
     """While the reference still serves: keep its probe answers for a vLLM bisection (saves a start)."""
     cand = ctx.stack("candidate")
-    if cand.engine != "vllm" or cand.operators is None or not ctx.config.phases.bisect.enabled:
+    wanted = cand.operators is not None or len(ctx.config.levels) > 2
+    if cand.engine != "vllm" or not wanted or not ctx.config.phases.bisect.enabled:
         return
     led = ctx.ledger
     if not any(led.status(s).bad for s in ("candidate.serve", "candidate.smoke", "consistency")):

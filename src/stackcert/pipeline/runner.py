@@ -41,6 +41,7 @@ PLAN: list[tuple[str, str]] = [
     ("candidate.bench", "Benchmark the candidate"),
     ("consistency", "Consistency: reference vs candidate"),
     ("compare", "Compare the stacks"),
+    ("ladder", "Walk the isolation ladder"),
     ("bisect", "Bisect the operators"),
     ("report", "Write the report"),
 ]
@@ -50,6 +51,7 @@ RESULT_FILES = {
     "model": "model.json",
     "consistency": "consistency.json",
     "compare": "compare.json",
+    "ladder": "ladder.json",
     "bisect": "bisect.json",
     "report": "report.json",
 }
@@ -206,7 +208,16 @@ class Pipeline:
                 analysis.keep_reference_answers(ctx)
             ctx.pool.stop_all()  # free the memory before compare / bisect
             self.step("compare", lambda: analysis.compare_step(ctx), t.compare)
+            from stackcert.pipeline.ladder import ladder_step
+
             bisect = cfg.phases.bisect
+            self.step(
+                "ladder",
+                lambda: ladder_step(ctx),
+                bisect.timeout_s,
+                skip=None if bisect.enabled else "turned off (phases.bisect.enabled: false)",
+                on_timeout=ctx.pool.stop_all,
+            )
             self.step(
                 "bisect",
                 lambda: analysis.bisect_step(ctx),
