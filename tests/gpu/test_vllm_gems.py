@@ -63,15 +63,15 @@ def _run(tmp_path: Path, cfg: dict[str, Any], limit: float) -> tuple[int, float,
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     run_dir = tmp_path / cfg["name"]
     t0 = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-c", CLI, "run", "--config", str(path), "--run-dir", str(run_dir)],
-        timeout=limit,
-        check=False,
-    )
+    argv = [sys.executable, "-c", CLI, "run", "--config", str(path), "--run-dir", str(run_dir)]
+    try:
+        rc = subprocess.run(argv, timeout=limit, check=False).returncode
+    except subprocess.TimeoutExpired:  # the run's engines die with it (their guard)
+        rc = -1
     wall = time.monotonic() - t0
     with tarfile.open(_out(tmp_path) / f"{cfg['name']}.tar.gz", "w:gz") as tar:
         tar.add(run_dir, arcname=cfg["name"])
-    return proc.returncode, wall, run_dir
+    return rc, wall, run_dir
 
 
 def _read(run_dir: Path, name: str) -> dict[str, Any]:
