@@ -114,7 +114,7 @@ def test_full_flaggems_crashes_and_bisect_names_mul(tmp_path: Path) -> None:
 
 def test_flaggems_without_mul_qualifies(tmp_path: Path) -> None:
     """The candidate re-run with `mul` excluded: it serves; consistency verdict and bench ratio recorded."""
-    rc, wall, run_dir = _run(tmp_path, _config(["mul"], bench=True, consistency=True), 555)
+    rc, wall, run_dir = _run(tmp_path, _config(["mul"], bench=True, consistency=True), 470)
     steps = _steps(run_dir)
     report = _read(run_dir, "report.json")
     ops = _read(run_dir / "stacks" / "flaggems", "effective_ops.json")

@@ -105,6 +105,13 @@ def bisect_reason(ctx: RunContext) -> str | None:
     )
     if not cand_bad:
         return "not needed: the candidate does not fail"
+    if ctx.stack("candidate").engine == "vllm" and not _starts_or_answers_wrong(ctx):
+        # Each vLLM probe is an engine start, judged on a few greedy answers: it cannot see a
+        # statistical consistency difference, and a search would cost ~log2(n) starts for nothing.
+        return (
+            "not run: the vLLM candidate serves and passes smoke; a consistency-only failure is not "
+            "bisected by engine starts (use stackcert bisect with a tolerance)"
+        )
     compare = ctx.result("compare") or {}
     component = (compare.get("diff") or {}).get("component")
     stack = ctx.stack("candidate")
@@ -133,6 +140,11 @@ def _device_fault(ctx: RunContext) -> bool:
     return any(f.category in faults for f in _candidate_findings(ctx))
 
 
+def _starts_or_answers_wrong(ctx: RunContext) -> bool:
+    """The candidate did not start, or its smoke test failed (what an engine-start probe can see)."""
+    return ctx.ledger.status("candidate.serve").bad or ctx.ledger.status("candidate.smoke").bad
+
+
 REFERENCE_ANSWERS = "bisect/reference-answers.json"
 
 
@@ -142,8 +154,7 @@ def keep_reference_answers(ctx: RunContext) -> None:
     wanted = cand.operators is not None or len(ctx.config.levels) > 2
     if cand.engine != "vllm" or not wanted or not ctx.config.phases.bisect.enabled:
         return
-    led = ctx.ledger
-    if not any(led.status(s).bad for s in ("candidate.serve", "candidate.smoke", "consistency")):
+    if not _starts_or_answers_wrong(ctx) and len(ctx.config.levels) <= 2:
         return
     server = ctx.pool.running(ctx.stack("reference").name)
     if server is None:

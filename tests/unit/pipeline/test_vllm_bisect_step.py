@@ -92,3 +92,14 @@ def test_bisect_step_on_a_vllm_candidate(tmp_path: Path, fakes: list[dict[str, A
     culprit = next(f for f in report.findings if f.category == "operator_culprit")
     assert (culprit.component.value, culprit.layer.value, culprit.operator) == ("flag_gems", "L3", "mul")
     assert culprit.excerpt is not None and any("hopper/ops/mul.py" in x for x in culprit.excerpt.lines)
+
+
+def test_consistency_only_failure_of_a_vllm_candidate_is_not_bisected(tmp_path: Path) -> None:
+    """Measured on the GPU: FlagGems without mul served and passed smoke, consistency said 'retest';
+    a bisection by engine starts would have spent ~11 starts on a difference its probes cannot see."""
+    pipe = Pipeline(from_preset("gpu"), tmp_path, Ledger.create(tmp_path, PLAN))
+    for step in ("reference.serve", "reference.smoke", "candidate.serve", "candidate.smoke"):
+        pipe.step(step, lambda: Outcome(status=Status.PASS), 5)
+    pipe.step("consistency", lambda: Outcome(status=Status.FAIL, reason="consistency retest"), 5)
+    why = analysis.bisect_reason(pipe.ctx)
+    assert why is not None and why.startswith("not run: the vLLM candidate serves")
