@@ -24,6 +24,11 @@ class OperatorSelection(Strict):
     """Which operators of an operator library (FlagGems, or the test fault library) are replaced."""
 
     library: Literal["flag_gems", "fault_ops"] = "flag_gems"
+    via: Literal["stackcert", "vllm_fl"] = Field(
+        "stackcert",
+        description="vLLM engine: who applies it in the engine processes — stackcert's vLLM plugin, "
+        "or vllm-plugin-FL's own switches (VLLM_FL_FLAGOS_WHITELIST / _BLACKLIST)",
+    )
     include: list[str] | None = Field(None, description="only these operators; None = all the library has")
     exclude: list[str] = Field(default_factory=list)
     faults: dict[str, str] = Field(

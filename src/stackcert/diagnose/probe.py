@@ -241,11 +241,26 @@ def run_bisect(
             where="candidate.operators",
             fix="bisect a stack with an 'operators' section",
         )
+    if candidate.engine == "vllm":  # a probe is an engine start (stackcert.diagnose.vllm_probe)
+        from stackcert.diagnose.vllm_probe import run_vllm_bisect
+
+        if candidate.operators.library != "flag_gems":
+            operators.validate(candidate.operators)
+        return run_vllm_bisect(
+            reference,
+            candidate,
+            model,
+            run_dir=run_dir,
+            findings=findings,
+            logprob_tol=logprob_tol,
+            max_probes=max_probes,
+            progress=progress,
+        )
     if candidate.engine != "transformers":
         raise UsageError(
-            f"bisect runs the transformers engine; stack '{candidate.name}' uses {candidate.engine}",
+            f"bisect runs the transformers or vLLM engine; stack '{candidate.name}' uses {candidate.engine}",
             where="candidate.engine",
-            fix="bisect a transformers stack (presets fault, gems)",
+            fix="bisect a transformers or vllm stack (presets fault, gems, gpu, fault-vllm)",
         )
     gems = candidate.operators.library == "flag_gems"
     if not gems:

@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from stackcert.config import StackSpec
+from stackcert.diagnose.findings import Component, Layer
+from stackcert.engines import engine_ops
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
-from stackcert.engines.server import ProcessServer, free_port, phase_rules, substitute_port
+from stackcert.engines.server import (
+    ProcessServer,
+    event_finding,
+    free_port,
+    phase_rules,
+    substitute_port,
+)
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 
@@ -168,7 +176,7 @@ def serve(
             engine=engine,
             launcher=launcher,
             argv=argv,
-            env=stack.child_env(dict(os.environ)),
+            env=engine_ops.selection_env(stack, stack.child_env(dict(os.environ)), run_dir),
             port=port,
             served_model=model.served_name,
             log_path=log_path,
@@ -177,16 +185,45 @@ def serve(
             progress=progress,
             model_dirs=(str(model.path),),
         )
+        engine_ops.clear(run_dir)
         try:
             server.start()
             break
         except EngineStartError as err:
             lost_race = any(f.category == "port_in_use" for f in err.findings)
             if not lost_race or forced or attempt == attempts - 1:
+                engine_ops.read_back(stack, run_dir)  # what the engine process had registered
                 raise
     assert server is not None
+    _check_operators(server, stack, run_dir)
     write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
     try:
         yield server
     finally:
         server.stop()
+
+
+def _check_operators(server: ProcessServer, stack: StackSpec, run_dir: Path) -> None:
+    """Read back the operator set the engine process registered; stop and raise if it is not the request."""
+    ops = engine_ops.read_back(stack, run_dir)
+    if ops is None:
+        return
+    server.info.effective_ops = ops.effective
+    if ops.matches:
+        return
+    server.stop()
+    via = Component.VLLM_PLUGIN_FL if ops.via == "vllm_fl" else Component.STACKCERT
+    finding = event_finding(
+        "operators_not_applied",
+        "; ".join(ops.problems),
+        phase="operators",
+        log_path=server.log_path,
+        layer=Layer.L1_PACKAGES,
+        component=via,
+    )
+    raise EngineStartError(
+        f"{stack.name}: {finding.located()}",
+        findings=[finding],
+        log_path=server.log_path,
+        fix="see effective_ops.json in the stack's run folder; the selection must reach the engine process",
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from stackcert.pipeline.libs import NotAvailable, Outcome, dump, lib, lib_first
@@ -104,13 +105,28 @@ def bisect_reason(ctx: RunContext) -> str | None:
     )
     if not cand_bad:
         return "not needed: the candidate does not fail"
+    if ctx.stack("candidate").engine == "vllm" and not _starts_or_answers_wrong(ctx):
+        # Each vLLM probe is an engine start, judged on a few greedy answers: it cannot see a
+        # statistical consistency difference, and a search would cost ~log2(n) starts for nothing.
+        return (
+            "not run: the vLLM candidate serves and passes smoke; a consistency-only failure is not "
+            "bisected by engine starts (use stackcert bisect with a tolerance)"
+        )
     compare = ctx.result("compare") or {}
     component = (compare.get("diff") or {}).get("component")
     stack = ctx.stack("candidate")
     if stack.operators is None:
         return "not possible: the candidate selects no operator library"
+    ladder = ctx.result("ladder") or {}
+    named = ladder.get("component")
+    if ladder.get("failing_level") and named not in LIBRARY_COMPONENTS:
+        return f"not needed: the isolation ladder names {named or 'no component'}, not the operator library"
+    if named in LIBRARY_COMPONENTS:
+        return None
     if component in OPERATOR_COMPONENTS or component is None:
         return None
+    if stack.engine == "vllm" and _device_fault(ctx):
+        return None  # an asynchronous device fault names no kernel: the operators are suspects
     return f"not needed: the failure is not in an operator library (component {component or 'unknown'})"
 
 
@@ -120,10 +136,81 @@ def _consistency_failed(ctx: RunContext) -> bool:
     return str(cons.get("status", "fail")).lower() != "retest"
 
 
+# What an operator exclusion list can fix (the plugin's own out-of-tree ops are not in it).
+LIBRARY_COMPONENTS = {"flag_gems", "triton", "stackcert_fault_ops"}
+
+
+def _device_fault(ctx: RunContext) -> bool:
+    """The candidate's failure is a crash of the engine or device (not a bad argument, model or port)."""
+    faults = {"device_error", "segfault", "crash", "kernel_error", "exited", "compile_error"}
+    return any(f.category in faults for f in _candidate_findings(ctx))
+
+
+def _starts_or_answers_wrong(ctx: RunContext) -> bool:
+    """The candidate did not start, or its smoke test failed (what an engine-start probe can see)."""
+    return ctx.ledger.status("candidate.serve").bad or ctx.ledger.status("candidate.smoke").bad
+
+
+REFERENCE_ANSWERS = "bisect/reference-answers.json"
+
+
+def keep_reference_answers(ctx: RunContext) -> None:
+    """While the reference still serves: keep its probe answers for a vLLM bisection (saves a start)."""
+    cand = ctx.stack("candidate")
+    wanted = cand.operators is not None or len(ctx.config.levels) > 2
+    if cand.engine != "vllm" or not wanted or not ctx.config.phases.bisect.enabled:
+        return
+    if not _starts_or_answers_wrong(ctx) and len(ctx.config.levels) <= 2:
+        return
+    server = ctx.pool.running(ctx.stack("reference").name)
+    if server is None:
+        return
+    from stackcert.diagnose import answers
+
+    got = answers.collect(server)
+    path = ctx.run_dir / REFERENCE_ANSWERS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([a.model_dump() for a in got], indent=2), encoding="utf-8")
+
+
+def _kept_answers(ctx: RunContext) -> list[Any] | None:
+    from stackcert.diagnose.answers import Answer
+
+    path = ctx.run_dir / REFERENCE_ANSWERS
+    if not path.exists():
+        return None
+    return [Answer.model_validate(a) for a in json.loads(path.read_text(encoding="utf-8"))]
+
+
+def _vllm_bisect(ctx: RunContext) -> Outcome:
+    from stackcert.diagnose.vllm_probe import run_vllm_bisect
+
+    cand = ctx.stack("candidate")
+    result = run_vllm_bisect(
+        ctx.stack("reference"),
+        cand,
+        ctx.need_model(),
+        run_dir=ctx.run_dir,
+        findings=_candidate_findings(ctx),
+        reference_answers_=_kept_answers(ctx),
+        candidate_dir=ctx.run_dir / "stacks" / cand.name,
+        progress=ctx.progress,
+    )
+    data = json.loads((ctx.run_dir / "bisect.json").read_text(encoding="utf-8"))
+    from stackcert.diagnose.findings import Finding
+
+    findings = [Finding.model_validate(f) for f in data.get("findings", [])]
+    payload = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
+    reason = f"culprit: {result.culprits}" if result.culprits else result.message
+    return Outcome(status=Status.PASS, reason=reason, payload=payload, findings=findings)
+
+
 def bisect_step(ctx: RunContext) -> Outcome:
     why_not = bisect_reason(ctx)
     if why_not:
         return Outcome(status=Status.SKIPPED, reason=why_not)
+    if ctx.stack("candidate").engine == "vllm":
+        return _vllm_bisect(ctx)
     run_bisect = lib_first(
         ("stackcert.diagnose.bisect", "run_bisect"), ("stackcert.diagnose.probe", "run_bisect")
     )

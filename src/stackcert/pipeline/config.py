@@ -89,6 +89,10 @@ class RunConfig(Strict):
     timeouts: TimeoutsSpec = Field(default_factory=TimeoutsSpec)
     gates: GatesSpec = Field(default_factory=GatesSpec)
     output_dir: str = Field("runs", description="runs are created under this folder")
+    levels: list[str] = Field(
+        default_factory=list,
+        description="isolation ladder from the reference to the candidate, one switch per level",
+    )
 
     @model_validator(mode="after")
     def _roles_exist(self) -> RunConfig:
@@ -98,6 +102,9 @@ class RunConfig(Strict):
                 raise ValueError(f"{role} '{name}' is not one of the stacks {sorted(self.stacks)}")
         if self.reference == self.candidate:
             raise ValueError("reference and candidate must be two different stacks")
+        for level in self.levels:
+            if level not in self.stacks:
+                raise ValueError(f"level '{level}' is not one of the stacks {sorted(self.stacks)}")
         return self
 
     def reference_stack(self) -> StackSpec:
@@ -142,6 +149,7 @@ def from_preset(name: str, *, output_dir: str = "runs") -> RunConfig:
         candidate=preset.candidate,
         phases=PhasesSpec.model_validate(DEMO_PHASES),
         output_dir=output_dir,
+        levels=preset.levels,
     )
 
 

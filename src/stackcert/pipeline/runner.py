@@ -8,6 +8,7 @@ engines, puts the running step back to pending and leaves a ledger `--resume` co
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -40,6 +41,7 @@ PLAN: list[tuple[str, str]] = [
     ("candidate.bench", "Benchmark the candidate"),
     ("consistency", "Consistency: reference vs candidate"),
     ("compare", "Compare the stacks"),
+    ("ladder", "Walk the isolation ladder"),
     ("bisect", "Bisect the operators"),
     ("report", "Write the report"),
 ]
@@ -49,6 +51,7 @@ RESULT_FILES = {
     "model": "model.json",
     "consistency": "consistency.json",
     "compare": "compare.json",
+    "ladder": "ladder.json",
     "bisect": "bisect.json",
     "report": "report.json",
 }
@@ -201,9 +204,20 @@ class Pipeline:
             for role in ROLES:
                 self._stack_steps(role)
             self._consistency()
+            with contextlib.suppress(Exception):  # an optional saving; the bisection can start its own
+                analysis.keep_reference_answers(ctx)
             ctx.pool.stop_all()  # free the memory before compare / bisect
             self.step("compare", lambda: analysis.compare_step(ctx), t.compare)
+            from stackcert.pipeline.ladder import ladder_step
+
             bisect = cfg.phases.bisect
+            self.step(
+                "ladder",
+                lambda: ladder_step(ctx),
+                bisect.timeout_s,
+                skip=None if bisect.enabled else "turned off (phases.bisect.enabled: false)",
+                on_timeout=ctx.pool.stop_all,
+            )
             self.step(
                 "bisect",
                 lambda: analysis.bisect_step(ctx),

@@ -29,7 +29,14 @@ def test_flagos_reference_unsets_replacement_stack() -> None:
     flagos = load_preset("flagos")
     base = flagos.stack("base")
     env = base.child_env({"FLAGCX_PATH": "/x", "VLLM_PLUGINS": "fl", "HOME": "/root"})
-    assert env == {"HOME": "/root", "USE_FLAGGEMS": "0"}
+    # VLLM_PLUGINS="" loads no plugin (unset would load every installed one, vllm_fl included)
+    assert env == {
+        "HOME": "/root",
+        "VLLM_PLUGINS": "",
+        "VLLM_FL_PREFER_ENABLED": "false",
+        "VLLM_FL_OOT_ENABLED": "0",
+        "USE_FLAGGEMS": "0",
+    }
     full = flagos.stack(flagos.candidate)
     assert full.env["USE_FLAGGEMS"] == "1" and full.env["VLLM_PLUGINS"] == "fl"
     assert flagos.levels[0] == flagos.reference and flagos.levels[-1] == flagos.candidate
