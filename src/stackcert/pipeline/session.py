@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from stackcert.errors import UsageError
-from stackcert.jsonio import envelope, read_json, write_json_atomic
+from stackcert.jsonio import envelope, private_dir, read_json, write_json_atomic
 from stackcert.pipeline.config import RunConfig
 from stackcert.pipeline.ledger import STATE_FILE, Ledger
 from stackcert.pipeline.runner import PLAN, Pipeline
@@ -27,7 +27,7 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> tuple[RunConfig, 
             where=str(run_dir),
             fix=f"continue it with --resume {run_dir}, or pick another --run-dir",
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(run_dir)
     write_json_atomic(
         run_dir / CONFIG_FILE, envelope("run-config", {"config": config.model_dump(mode="json")})
     )
