@@ -27,6 +27,8 @@ from stackcert.answers import (
     opt_str,
     safe_str,
 )
+from stackcert.diagnose.findings import Component, Finding, Layer
+from stackcert.diagnose.signature import signature
 from stackcert.errors import EngineError
 from stackcert.secrets import auth_headers
 
@@ -67,6 +69,20 @@ def _key(token: str) -> Key:
 
 class MalformedAnswer(EngineError):
     """The server answered something that is not a valid completions answer (the reason says why)."""
+
+    def __init__(self, what: str, *, where: str) -> None:
+        super().__init__(what, where=where, fix="the server is broken: see its log")
+        self.findings = [
+            Finding(
+                step="consistency",
+                phase="request",
+                layer=Layer.L5_SERVING,
+                component=Component.UNKNOWN,
+                category="malformed_answer",
+                signature=signature("malformed_answer", None, what.split(":")[0]),
+                message=f"{where}: {what}",
+            )
+        ]
 
 
 def parse_logprobs(block: Any, where: str) -> list[TokenStep]:

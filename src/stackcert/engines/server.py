@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from stackcert.answers import LIMITS, BadAnswer, loads, model_ids, read_capped
 from stackcert.config import StackSpec
 from stackcert.diagnose.classify import match_rule
 from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
@@ -149,17 +150,8 @@ class ProcessServer:
         self._proc.stop(grace=self.timeouts.stop_grace)
 
     def models_listed(self, client: httpx.Client) -> bool:
-        try:
-            r = client.get(f"{self.base_url}/v1/models", timeout=min(5.0, self.timeouts.request))
-        except httpx.HTTPError:
-            return False
-        if r.status_code != 200:
-            return False
-        try:
-            ids = [m.get("id") for m in r.json().get("data", [])]
-        except (ValueError, AttributeError):
-            return False
-        return self.served_model in ids
+        """Whether `GET /v1/models` lists the served model; any broken or slow answer is a 'no'."""
+        return serves_model(client, self.base_url, self.served_model, min(5.0, self.timeouts.request))
 
     def start(self) -> ProcessServer:
         """Start the process and wait until it serves; on failure stop it and raise EngineStartError."""
@@ -284,6 +276,19 @@ _FIXES = {
 
 def _fix_for(category: str) -> str:
     return _FIXES.get(category, "see the server log")
+
+
+def serves_model(client: httpx.Client, base_url: str, served_model: str, timeout: float) -> bool:
+    """Readiness: the answer of `GET /v1/models` (bounded in size and time) lists `served_model`."""
+    deadline = time.monotonic() + timeout
+    try:
+        with client.stream("GET", f"{base_url}/v1/models", timeout=timeout) as r:
+            if r.status_code != 200:
+                return False
+            ids = model_ids(loads(read_capped(r, LIMITS.json_body, deadline), "GET /v1/models"))
+    except (httpx.HTTPError, BadAnswer, TimeoutError):
+        return False
+    return served_model in ids
 
 
 def substitute_port(argv: Sequence[str], port: int) -> list[str]:
