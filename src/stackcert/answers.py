@@ -119,9 +119,33 @@ def opt_logprob(value: Any, what: str) -> float | None:
     return number
 
 
+def check_usage(value: Any, what: str, *, most_completion: int) -> None:
+    """A `usage` object: null, or token counts in range (completion ≤ `most_completion`)."""
+    if value is None:
+        return
+    usage = as_dict(value, what)
+    opt_count(usage.get("prompt_tokens"), f"{what}.prompt_tokens")
+    opt_count(usage.get("completion_tokens"), f"{what}.completion_tokens", most=most_completion)
+    opt_count(usage.get("total_tokens"), f"{what}.total_tokens")
+
+
+def most_tokens(max_tokens: int) -> int:
+    """More completion tokens than this for `max_tokens` is an absurd count, not a generous server."""
+    return 2 * max(max_tokens, 1) + 16
+
+
+def json_content(content_type: str, what: str) -> None:
+    """A JSON answer must say so: an HTML error page with status 200 is no answer."""
+    if "json" not in content_type.lower():
+        raise BadAnswer(f"{what}: Content-Type {clean(content_type, 80)!r} is not JSON")
+
+
 def first_choice(data: Any, what: str) -> dict[str, Any]:
     """`data.choices[0]` of a completions answer, type-checked."""
     body = as_dict(data, what)
+    message = error_message(body)
+    if message is not None:  # an error object fails the answer, whatever else it carries
+        raise BadAnswer(f"{what}: error: {message}")
     choices = as_list(body.get("choices"), f"{what}: choices")
     if not choices:
         raise BadAnswer(f"{what}: choices is empty")

@@ -21,6 +21,7 @@ from stackcert.answers import (
     clean,
     error_message,
     loads,
+    most_tokens,
     opt_count,
     opt_str,
     safe_str,
@@ -104,7 +105,7 @@ class _Stream:
         self.bad: list[str] = []
         self.bad_field: str | None = None
         # More than this many completion tokens for max_tokens=N is an absurd count, not a fast server.
-        self.most_tokens = 2 * max(rec.expected_output_len, 1) + 16
+        self.most_tokens = most_tokens(rec.expected_output_len)
 
     def line(self, raw: bytes, stamp: float) -> None:
         line = raw.strip()

@@ -20,9 +20,12 @@ from stackcert.answers import (
     aread_capped,
     as_dict,
     as_list,
+    check_usage,
     clean,
     first_choice,
+    json_content,
     loads,
+    most_tokens,
     opt_logprob,
     opt_str,
     safe_str,
@@ -191,6 +194,8 @@ class CompletionsClient:
         try:
             data = as_dict(loads(raw, "completions answer"), "completions answer")
             choice = first_choice(data, "completions answer")
+            most = most_tokens(int(body.get("max_tokens") or 1))
+            check_usage(data.get("usage"), "completions answer: usage", most_completion=most)
             opt_str(choice.get("text"), "choices[0].text")
             opt_str(choice.get("finish_reason"), "choices[0].finish_reason")
         except BadAnswer as exc:
@@ -201,6 +206,8 @@ class CompletionsClient:
         """POST under one total deadline; the body read up to LIMITS.json_body."""
         async with asyncio.timeout(self.timeout_s):
             async with self._http.stream("POST", self.url, json=body) as resp:
+                if resp.status_code < 400:
+                    json_content(resp.headers.get("content-type", ""), "completions answer")
                 cap = LIMITS.error_body if resp.status_code >= 400 else LIMITS.json_body
                 try:
                     raw = await aread_capped(resp, cap)

@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
-from stackcert.answers import LIMITS, BadAnswer, clean, loads, model_ids, read_capped
+from stackcert.answers import LIMITS, BadAnswer, clean, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
 from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.diagnose.signature import signature
@@ -119,6 +119,7 @@ def list_models(base_url: str, headers: dict[str, str], timeout: float) -> list[
     url = f"{base_url}/v1/models"
     with httpx.Client(timeout=timeout) as client, client.stream("GET", url, headers=headers) as r:
         r.raise_for_status()
+        json_content(r.headers.get("content-type", ""), "GET /v1/models")
         raw = read_capped(r, LIMITS.json_body, deadline)
     return model_ids(loads(raw, "GET /v1/models"))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from stackcert.answers import LIMITS, BadAnswer, loads, model_ids, read_capped
+from stackcert.answers import LIMITS, BadAnswer, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
 from stackcert.diagnose.classify import match_rule
 from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
@@ -285,6 +285,7 @@ def serves_model(client: httpx.Client, base_url: str, served_model: str, timeout
         with client.stream("GET", f"{base_url}/v1/models", timeout=timeout) as r:
             if r.status_code != 200:
                 return False
+            json_content(r.headers.get("content-type", ""), "GET /v1/models")
             ids = model_ids(loads(read_capped(r, LIMITS.json_body, deadline), "GET /v1/models"))
     except (httpx.HTTPError, BadAnswer, TimeoutError):
         return False

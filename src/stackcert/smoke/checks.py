@@ -19,10 +19,12 @@ from stackcert.answers import (
     BadAnswer,
     as_dict,
     as_list,
+    check_usage,
     clean,
     error_message,
     first_choice,
     model_ids,
+    most_tokens,
     opt_str,
 )
 from stackcert.diagnose.findings import Layer
@@ -98,11 +100,12 @@ def max_answer_chars(max_tokens: int) -> int:
     return 64 * max_tokens + 1024
 
 
-def _choice(data: Any, what: str) -> tuple[dict[str, Any], str | None]:
+def _choice(data: Any, what: str, max_tokens: int) -> tuple[dict[str, Any], str | None]:
     """The first choice and its finish_reason, type-checked."""
     try:
         choice = first_choice(data, what)
         finish = opt_str(choice.get("finish_reason"), f"{what}: finish_reason")
+        check_usage(data.get("usage"), f"{what}: usage", most_completion=most_tokens(max_tokens))
     except BadAnswer as exc:
         raise malformed(what, exc) from None
     return choice, finish and clean(finish, 40)
@@ -134,7 +137,7 @@ async def _complete(
 ) -> tuple[str, str | None]:
     body = _completion_body(ctx, prompt.prompt)
     data = await request_json(client, "POST", f"{ctx.api}/completions", "completion", body)
-    choice, finish = _choice(data, "completion")
+    choice, finish = _choice(data, "completion", ctx.options.max_tokens)
     text = _text(choice.get("text"), "completion: text")
     _quality(ctx, text, finish, prompt, f"prompt '{prompt.name}'")
     return text, finish
@@ -158,7 +161,7 @@ async def check_chat(client: httpx.AsyncClient, ctx: ServeContext) -> str:
         "temperature": 0.0,
     }
     data = await request_json(client, "POST", f"{ctx.api}/chat/completions", "chat completion", body)
-    choice, finish = _choice(data, "chat completion")
+    choice, finish = _choice(data, "chat completion", ctx.options.max_tokens)
     try:
         message = as_dict(choice.get("message"), "chat completion: message")
     except BadAnswer as exc:
@@ -187,6 +190,9 @@ async def check_stream(client: httpx.AsyncClient, ctx: ServeContext) -> str:
             raise CheckFailed(f"stream: error event: {message}", category="stream_error")
         chunks += 1
         try:
+            check_usage(
+                event.get("usage"), "stream: usage", most_completion=most_tokens(ctx.options.max_tokens)
+            )
             for i, choice in enumerate(as_list(event.get("choices") or [], "stream: choices")):
                 choice = as_dict(choice, f"stream: choices[{i}]")
                 parts.append(opt_str(choice.get("text"), "stream: text") or "")
@@ -218,7 +224,7 @@ async def check_concurrency(client: httpx.AsyncClient, ctx: ServeContext) -> str
     async def one(p: SmokePrompt) -> None:
         body = _completion_body(ctx, p.prompt)
         data = await request_json(client, "POST", f"{ctx.api}/completions", "burst", body)
-        choice, finish = _choice(data, "burst")
+        choice, finish = _choice(data, "burst", ctx.options.max_tokens)
         text = _text(choice.get("text"), "burst: text")
         # Batched numerics may differ from single requests: check quality, not equality.
         _quality(ctx, text, finish, None, f"burst '{p.name}'")

@@ -11,7 +11,16 @@ from typing import Any
 
 import httpx
 
-from stackcert.answers import LIMITS, BadAnswer, aiter_lines_capped, aread_capped, clean, error_message, loads
+from stackcert.answers import (
+    LIMITS,
+    BadAnswer,
+    aiter_lines_capped,
+    aread_capped,
+    clean,
+    error_message,
+    json_content,
+    loads,
+)
 from stackcert.diagnose.findings import Layer
 
 
@@ -60,8 +69,8 @@ async def request_json(
     async with client.stream(method, url, json=body) as resp:
         if resp.status_code != 200:
             raise await _error(resp, what)
-        _content_type(resp, "json", what)
         try:
+            json_content(resp.headers.get("content-type", ""), what)
             return loads(await aread_capped(resp, LIMITS.json_body), what)
         except BadAnswer as exc:
             raise malformed(what, exc) from None
