@@ -23,6 +23,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from stackcert.bench import http1
 from stackcert.bench.http1 import DONE_GRACE_S, Exchange, StreamResponse, TransportError
 from stackcert.bench.loop import Turnstile, bench_loop, gc_paused
 
@@ -31,6 +32,9 @@ SO_TIMESTAMPNS = 35
 TIMESPEC = struct.Struct("qq")
 READ_SIZE = 1 << 20  # long contexts and big usage chunks fit in one read
 CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
+
+
+WATCH_EVERY_S = 1.0
 
 
 class _SocketConnection(Exchange):
@@ -45,6 +49,7 @@ class _SocketConnection(Exchange):
         self.loop = asyncio.get_running_loop()
         self.offset_ns = 0  # CLOCK_REALTIME - CLOCK_MONOTONIC, sampled at every send
         self.loop.add_reader(sock.fileno(), self._readable)
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, buffer: memoryview) -> _SocketConnection:
@@ -79,6 +84,8 @@ class _SocketConnection(Exchange):
 
     async def send(self, request: bytes) -> None:
         self.offset_ns = time.time_ns() - time.perf_counter_ns()
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(WATCH_EVERY_S, self._watch)
         try:
             try:  # a request fits the socket buffer: sent at once, no future, no loop round
                 sent = self.sock.send(request)
@@ -114,7 +121,22 @@ class _SocketConnection(Exchange):
             return
         self.feed(bytes(self.buffer[:size]), stamp)
 
+    def _watch(self) -> None:
+        """Read once in a while during an exchange: libuv reports a reset socket as an error to
+        uvloop, which then never calls the reader, and the request would wait for its timeout."""
+        self._watchdog = None
+        if self.closed or self.sock.fileno() < 0:
+            return
+        if self.done is None or self.done.done():
+            return  # idle: the next send() starts watching again
+        self._readable()
+        if not self.closed:
+            self._watchdog = self.loop.call_later(WATCH_EVERY_S, self._watch)
+
     def _close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.sock.fileno() >= 0:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -210,12 +232,12 @@ class StreamPool:
                 await self.sends.turn()
                 try:
                     async with asyncio.timeout_at(deadline) as limit:
-                        conn.on_done_line = lambda: _shorten(limit, DONE_GRACE_S)
+                        conn.on_done_line = lambda: _shorten(limit, http1.DONE_GRACE_S)
                         resp = await conn.exchange(request)
                 except TimeoutError:
                     self._discard(conn)
                     if conn.response.done_seen:
-                        message = f"the body did not end within {DONE_GRACE_S:g} s after [DONE]"
+                        message = f"the body did not end within {http1.DONE_GRACE_S:g} s after [DONE]"
                     else:
                         message = f"timed out after {timeout_s:g} s"
                     raise TransportError(message, conn.response, timed_out=True) from None
