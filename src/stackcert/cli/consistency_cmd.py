@@ -79,21 +79,25 @@ def consistency(
     lmeval_include: Annotated[
         Path | None, Opt("--lmeval-include", help="Folder of lm-eval task YAMLs.")
     ] = None,
-    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.")] = None,
+    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.", min=1)] = None,
     phase: Annotated[list[str] | None, Opt("--phase", help="tokens | logprobs | tasks (repeatable).")] = None,
-    max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.")] = 64,
-    top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.")] = 5,
-    early: Annotated[int, Opt("--early-tokens", help="A divergence before this position fails.")] = 3,
+    max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.", min=1)] = 64,
+    top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.", min=1)] = 5,
+    early: Annotated[int, Opt("--early-tokens", help="A divergence before this position fails.", min=0)] = 3,
     tie_margin: Annotated[
-        float, Opt("--tie-margin", help="Early near ties within this many nats pass (0 = strict).")
+        float, Opt("--tie-margin", help="Early near ties within this many nats pass (0 = strict).", min=0)
     ] = 0.125,
-    score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.")] = 10,
-    sharegpt: Annotated[int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).")] = 8,
-    token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.")] = 256,
-    kl_multiple: Annotated[float, Opt("--floor-multiple", help="Limits = this × the noise floor.")] = 10.0,
+    score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.", min=1)] = 10,
+    sharegpt: Annotated[
+        int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).", min=0)
+    ] = 8,
+    token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.", min=1)] = 256,
+    kl_multiple: Annotated[
+        float, Opt("--floor-multiple", help="Limits = this × the noise floor.", min=0)
+    ] = 10.0,
     max_kl: Annotated[float | None, Opt("--max-kl", help="Fixed mean-KL limit (ignores the floor).")] = None,
-    task_limit: Annotated[int | None, Opt("--task-limit", help="First N items of each task.")] = None,
-    concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.")] = 8,
+    task_limit: Annotated[int | None, Opt("--task-limit", help="First N items of each task.", min=1)] = None,
+    concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.", min=1)] = 8,
     reference_url: Annotated[str | None, Opt("--reference-url", help="Use a running server.")] = None,
     candidate_url: Annotated[str | None, Opt("--candidate-url", help="Use a running server.")] = None,
     served_model: Annotated[str | None, Opt("--served-model", help="Model name the URLs serve.")] = None,

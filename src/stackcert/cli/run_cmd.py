@@ -22,6 +22,7 @@ from stackcert.jsonio import read_json
 from stackcert.pipeline.config import from_preset, load_run_config
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.runner import PLAN, Interrupted
+from stackcert.pipeline.preflight import preflight
 from stackcert.pipeline.session import execute, new_run, resume_run
 
 _ICON = {
@@ -175,6 +176,7 @@ def run_command(
                 fix="the resumed run keeps the config it was started with",
             )
         cfg, ledger = resume_run(resume)
+        preflight(cfg)
     else:
         if bool(preset) == bool(config):
             raise UsageError(
@@ -183,6 +185,7 @@ def run_command(
                 fix="e.g. stackcert run --preset demo",
             )
         cfg = from_preset(preset) if preset else load_run_config(config)  # type: ignore[arg-type]
+        preflight(cfg)  # bad input: one line and exit 2 before a run folder or an engine exists
         cfg, ledger = new_run(cfg, run_dir)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:

@@ -26,6 +26,7 @@ from stackcert.diagnose.logscan import fatal_line, read_lines, scan_log
 from stackcert.diagnose.signature import signature, strip_log_prefix
 from stackcert.engines.base import EngineStartError, ServerInfo, ServerTimeouts
 from stackcert.engines.process import ManagedProcess
+from stackcert.errors import ExitCode
 from stackcert.progress import NullProgress, Progress
 
 STEP = "launch"
@@ -51,6 +52,46 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def require_free_port(stack: StackSpec) -> None:
+    """A port the stack fixes (engine_args.port) must be free now: found before the model loads,
+    not after (a taken port used to show up only once the engine had loaded its weights)."""
+    forced = stack.engine_args.get("port")
+    if not forced:
+        return
+    try:
+        port = int(forced)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 < port < 65536:
+        _usage(stack, f"engine_args.port {forced!r} is not a port number", "use 1-65535, or drop it")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            _usage(
+                stack,
+                f"port {port} (engine_args.port) is already in use",
+                "free the port, or drop engine_args.port and let stackcert pick a free one",
+            )
+
+
+def _usage(stack: StackSpec, message: str, fix: str) -> None:
+    finding = Finding(
+        step=STEP,
+        phase="starting",
+        layer=Layer.L5_SERVING,
+        component=Component.UNKNOWN,
+        category="port_in_use" if "in use" in message else "bad_arg",
+        signature=signature("port", None, message),
+        message=message,
+    )
+    err = EngineStartError(
+        f"{stack.name}: {message}", findings=[finding], where=f"stacks.{stack.name}", fix=fix
+    )
+    err.exit_code = ExitCode.USAGE
+    raise err
 
 
 def event_finding(

@@ -18,7 +18,7 @@ from typing import Any
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
-from stackcert.engines.server import ProcessServer, free_port, phase_rules, substitute_port
+from stackcert.engines.server import ProcessServer, free_port, phase_rules, require_free_port, substitute_port
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 
@@ -147,6 +147,7 @@ def serve(
     engine: str = "vllm",
 ) -> Iterator[ProcessServer]:
     """Start a vLLM server (or `command`, a test override with `{port}` placeholders) and stop it on exit."""
+    require_free_port(stack)
     forced = stack.engine_args.get("port")
     log_path = run_dir / "server.log"
     attempts = 1 if forced else PORT_RETRIES

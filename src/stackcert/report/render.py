@@ -12,6 +12,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
@@ -181,13 +182,24 @@ def write_reports(report: Report, run_dir: Path) -> dict[str, Path]:
 
 
 def load_report(run_dir: Path) -> Report:
+    """The Report of a run folder (or a report.json path); a missing or damaged file is a UsageError."""
     path = run_dir / "report.json" if run_dir.is_dir() else run_dir
-    if not path.exists():
-        raise UsageError(
-            f"no report.json at {path}", where=str(path), fix="give the folder of a finished run"
-        )
+    fix = "give the folder of a finished run, or re-create the report with: stackcert run --resume RUN_DIR"
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(f"report.json {what}: {path}", where=str(path), fix=fix)
     try:
-        return Report.model_validate(read_json(path))
-    except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise UsageError(f"report.json does not validate: {first}", where=str(path)) from None
+        data = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"report.json is not readable JSON: {exc}", where=str(path), fix=fix) from None
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(x) for x in first["loc"]) or "<top>"
+        raise UsageError(
+            f"report.json does not match this stackcert version: {key}: {first['msg']} "
+            f"({exc.error_count()} problem(s))",
+            where=str(path),
+            fix=fix,
+        ) from None
