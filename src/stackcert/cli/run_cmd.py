@@ -21,8 +21,8 @@ from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
 from stackcert.pipeline.config import from_preset, load_run_config
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.preflight import preflight
+from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
 
 _ICON = {
