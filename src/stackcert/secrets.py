@@ -118,5 +118,9 @@ def redact(data: Any) -> Any:
             out[k] = redact(v)
         return out
     if isinstance(data, list | tuple):
-        return [redact(v) for v in data]
+        out_list = [redact(v) for v in data]
+        for i, item in enumerate(out_list[:-1]):  # argv: `--api-key VALUE`
+            if isinstance(item, str) and item.startswith("-") and looks_secret(item.lstrip("-")):
+                out_list[i + 1] = REDACTED
+        return out_list
     return data

@@ -24,6 +24,7 @@ from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.preflight import preflight
 from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
+from stackcert.report.safe import plain
 
 _ICON = {
     "pending": "[dim]·[/]",
@@ -111,7 +112,7 @@ class LiveProgress:
             else:
                 secs = rec.duration_s or 0.0
             shown = f"{secs:6.1f}s" if rec.status.value != "pending" else ""
-            note = rec.reason or self.messages.get(rec.id, "")
+            note = plain(rec.reason or self.messages.get(rec.id, ""), 300)  # no escape sequences
             # Text, not markup: reasons quote log lines that may hold [brackets].
             table.add_row(
                 _ICON.get(status, "?"),
@@ -140,7 +141,7 @@ def _summary(report: dict[str, Any]) -> None:
             Text(rec.get("id", "")),
             Text(status, style=_STYLE.get(status, "")),
             f"{dur:.1f}s" if isinstance(dur, int | float) else "–",
-            Text(rec.get("reason", "")),
+            Text(plain(rec.get("reason", ""), 300)),
         )
     console.print(table)
     verdict = report.get("verdict", {})
@@ -150,7 +151,7 @@ def _summary(report: dict[str, Any]) -> None:
         f"{verdict.get('recommended')} · engine starts: {report.get('engine_starts')}"
     )
     for reason in verdict.get("reasons", []):
-        console.print(Text(f"  - {reason}"))
+        console.print(Text(f"  - {plain(reason, 300)}"))
     run_dir = Path(report.get("run_dir", "."))
     console.print(f"Report: {run_dir / 'report.html'}  {run_dir / 'report.md'}  {run_dir / 'report.json'}")
 

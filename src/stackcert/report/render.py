@@ -6,7 +6,7 @@ value; only the SVG plots built in `plots.py` (which escape their own text) are 
 
 from __future__ import annotations
 
-import shlex
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,13 @@ from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
-from stackcert.report import plots
+from stackcert.report import plots, safe
 from stackcert.report.schema import Report
+from stackcert.secrets import redact
 
 _FAQ_FIX = {
     "L0": "check the host, driver and device (stackcert env).",
-    "L1": "check the packages and imports (stackcert install --check).",
+    "L1": "check the packages and imports (stackcert install --gate).",
     "L2": "check the model files and config (stackcert model info).",
     "L3": "an operator or kernel: run the bisection, or exclude the operator (operators.exclude).",
     "L4": "check the communication library (FlagCX / NCCL) settings.",
@@ -38,12 +39,16 @@ def _env(autoescape: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=safe.finalize,  # every value: no control characters, long ones cut
     )
-    env.filters["shjoin"] = lambda argv: shlex.join(str(a) for a in argv)
+    env.filters["shjoin"] = safe.shjoin
     env.filters["dur"] = _dur
-    env.filters["mdcell"] = _mdcell
-    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["mdcell"] = safe.md
+    env.filters["mdcode"] = safe.mdcode
+    env.filters["shquote"] = safe.shquote
     env.globals["env_rows"] = env_rows
+    env.globals["serve_env"] = safe.serve_env
+    env.globals["curl_body"] = _curl_body
     return env
 
 
@@ -56,10 +61,15 @@ def _dur(seconds: float | None) -> str:
     return f"{m}m{s:02d}s"
 
 
-def _mdcell(value: Any) -> str:
-    """A value that is safe inside a Markdown table cell (model text can hold | and newlines)."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+def _curl_body(report: Report) -> str:
+    """The JSON body of the API example, as one shell word (a quote in a name cannot break it)."""
+    body = {
+        "model": report.serve.served_name or report.model.name,
+        "prompt": "Question: What is 12+7?\nAnswer:",
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    return safe.shquote(json.dumps(body))
 
 
 _SKIP = {"schema_version", "kind", "stackcert_version", "started", "finished", "command"}
@@ -171,6 +181,7 @@ def render_html(report: Report) -> str:
 
 def write_reports(report: Report, run_dir: Path) -> dict[str, Path]:
     """Write report.md and report.html next to report.json (atomically, via a temp name)."""
+    report = Report.model_validate(redact(report.model_dump(mode="json")))  # as report.json holds it
     out: dict[str, Path] = {}
     for name, text in (("report.md", render_markdown(report)), ("report.html", render_html(report))):
         path = run_dir / name
