@@ -44,7 +44,8 @@ def empty_plot(title: str, why: str) -> str:
 
 @contextmanager
 def _figure(title: str, xlabel: str, ylabel: str) -> Iterator[tuple[Any, Any]]:
-    with plt.rc_context({**_STYLE, "svg.hashsalt": f"stackcert-{title}"}):
+    style: Any = {**_STYLE, "svg.hashsalt": f"stackcert-{title}"}  # (matplotlib types rc keys as literals)
+    with plt.rc_context(style):
         fig, ax = plt.subplots(figsize=(W_IN, H_IN))
         try:
             ax.set_title(title, loc="left", fontweight="bold")
