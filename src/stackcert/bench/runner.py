@@ -58,6 +58,12 @@ async def server_models(base_url: str, api_key: str | None = None) -> list[dict[
         ) from None
 
 
+def local_engine(server: Server | None) -> bool:
+    """Whether stackcert started this server on this host (not a URL, not an endpoint stack)."""
+    info = getattr(server, "info", None)
+    return info is not None and getattr(info, "launcher", "url") not in ("", "url")
+
+
 def build_specs(
     tok: TokenizerLike, profile: Profile, n: int, seed: int, cfg: ClientConfig
 ) -> list[RequestSpec]:
@@ -169,7 +175,10 @@ async def run_bench_async(
     tok_path = str(model.tokenizer if isinstance(model, ModelRef) else getattr(model, "path", model))
     max_len = card.get("max_model_len") or (model.max_model_len if isinstance(model, ModelRef) else None)
     if limits is None:
-        limits = ScaleLimits.cpu(max_len) if machine_is_cpu() else ScaleLimits(max_model_len=max_len)
+        # Only an engine this host runs says anything about this host's limits: a --url or endpoint
+        # server may be a GPU cluster, and its profile is the user's to size.
+        local_cpu = machine_is_cpu() and local_engine(srv)
+        limits = ScaleLimits.cpu(max_len) if local_cpu else ScaleLimits(max_model_len=max_len)
     tok = model if isinstance(model, TokenizerLike) else datasets.load_tokenizer(tok_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = RecordWriter(out_dir / "requests.jsonl")
@@ -208,7 +217,8 @@ async def _run_profiles(
     result: BenchResult,
 ) -> None:
     for raw in profiles:
-        profile = scale_profile(raw, limits)
+        own = ScaleLimits(max_model_len=limits.max_model_len) if raw.from_file else limits
+        profile = scale_profile(raw, own)
         result.profiles.append(profile.model_dump(mode="json"))
         if profile.scaled_from:
             prog.on_message(profile.name, f"scaled: {profile.scale_reason}")
