@@ -7,6 +7,7 @@ value; only the SVG plots built in `plots.py` (which escape their own text) are 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -186,7 +187,11 @@ def write_reports(report: Report, run_dir: Path) -> dict[str, Path]:
     for name, text in (("report.md", render_markdown(report)), ("report.html", render_html(report))):
         path = run_dir / name
         tmp = run_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+        ) as fh:
+            fh.write(text)  # 0600: the report quotes model output and the serving environment
         tmp.replace(path)
         out[name] = path
     return out
