@@ -108,6 +108,7 @@ def _fast(kind: str) -> list[str]:
     max_examples=15,
     deadline=None,
     derandomize=True,
+    database=None,  # no .hypothesis folder: the examples are fixed by derandomize
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(v=variations, pick=st.integers(min_value=0, max_value=10_000), seed=st.integers(0, 2**16))
