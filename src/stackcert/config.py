@@ -28,8 +28,16 @@ class OperatorSelection(Strict):
     exclude: list[str] = Field(default_factory=list)
     faults: dict[str, str] = Field(
         default_factory=dict,
-        description="fault_ops only (a test fixture): operator -> crash | nan | drift",
+        description="fault_ops only (a test fixture): operator -> crash | nan | drift | drift:M",
     )
+
+
+# engine_args each engine honours; None = passed through to the engine, which checks them itself.
+ENGINE_ARGS: dict[str, frozenset[str] | None] = {
+    "vllm": None,
+    "transformers": frozenset({"dtype", "max_model_len", "port", "attn_implementation"}),
+    "endpoint": frozenset(),
+}
 
 
 class StackSpec(Strict):
@@ -54,6 +62,23 @@ class StackSpec(Strict):
     def _endpoint_needs_url(self) -> StackSpec:
         if self.engine == "endpoint" and not self.url:
             raise ValueError("an endpoint stack needs 'url'")
+        return self
+
+    @model_validator(mode="after")
+    def _engine_args_honoured(self) -> StackSpec:
+        # A key the engine would silently ignore makes the stack run as something else, and every
+        # verdict on it meaningless: refuse it by name. vLLM's keys go to vLLM, whose own parser
+        # refuses unknown ones.
+        accepted = ENGINE_ARGS.get(self.engine)
+        if accepted is None:
+            return self
+        unknown = sorted(set(self.engine_args) - accepted)
+        if unknown:
+            takes = ", ".join(sorted(accepted)) or "none"
+            raise ValueError(
+                f"engine_args {', '.join(unknown)} not supported by the {self.engine} engine "
+                f"(it accepts: {takes})"
+            )
         return self
 
     def child_env(self, base: dict[str, str]) -> dict[str, str]:

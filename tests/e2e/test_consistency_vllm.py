@@ -1,5 +1,6 @@
 """End to end on real vLLM-CPU with the demo Gemma-3-270M: consistency of a stack with itself
-(must pass with zero divergence) and of the bf16 vLLM reference vs the float32 transformers engine
+(must pass within its own batch noise: vLLM is not batch-invariant, so nothing here assumes bit-exact
+logits under load) and of the bf16 vLLM reference vs the float32 transformers engine
 (really differs numerically, a little), plus the lm-eval bridge on one small shipped local task and
 the CLI.
 
@@ -57,6 +58,8 @@ def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
         "token_budget": 64,
         "tasks": ["arithmetic_mul"],
         "task_limit": TASK_ITEMS,
+        "task_budget": TASK_ITEMS,
+        "max_sharegpt_texts": 1,
         "concurrency": 4,
     }
     base.update(kw)
@@ -65,22 +68,30 @@ def _small(tmp_path: Path, **kw: object) -> ConsistencyOptions:
     return opts
 
 
-def test_reference_against_itself_passes_with_zero_divergence(
+def test_reference_against_itself_passes_within_its_noise(
     eager: Server, model_ref: ModelRef, tmp_path: Path
 ) -> None:
     res = run_consistency(eager, eager, model_ref, options=_small(tmp_path), out_dir=tmp_path / "c")
-    assert res.status == "pass", res.model_dump_json(indent=1)[:2000]
     assert res.tokens is not None and res.tokens.summary is not None
-    assert res.tokens.summary.identical == 3 and res.tokens.summary.failed == 0
-    assert all(p.divergence is None and p.reference_tokens > 0 for p in res.tokens.prompts)
+    assert res.tokens.status == "pass" and res.tokens.summary.failed == 0
+    # Concurrent requests may flip a near tie (other batch, other last bits): then cross-scoring,
+    # not token identity, decided it, and said why.
+    for p in res.tokens.prompts:
+        assert p.reference_tokens > 0
+        assert p.status == "identical" or (p.rule == "cross_score" and p.status == "diverged_ok"), p.reason
     lp = res.logprobs
     assert lp is not None and lp.comparison is not None and lp.noise_floor is not None
+    assert lp.status == "pass", [c.describe() for c in lp.checks]
     assert lp.comparison.tokens > 64  # one ShareGPT text cut to 64 tokens, plus the prompts
-    assert lp.comparison.mean_kl == 0.0 and lp.comparison.dlogprob_max == 0.0
-    assert lp.comparison.top1_agreement == 1.0 and lp.comparison.token_mismatches == 0
+    assert lp.comparison.token_mismatches == 0
+    for check in lp.checks:  # the measured difference sits inside its limit, with the numbers shown
+        assert check.decision == "pass" and check.ci_high <= check.limit
+    # 8 task items cannot vouch for a 5-point margin: inconclusive (retest), never a PASS.
     t = res.tasks.tasks[0] if res.tasks else None
-    assert t is not None and t.items == TASK_ITEMS and t.counts.ref_only == t.counts.cand_only == 0
+    assert t is not None and t.items == TASK_ITEMS and t.status == "retest"
+    assert t.rules.items_needed is not None and t.rules.items_needed > TASK_ITEMS
     assert 0.0 < t.reference_accuracy < 1.0  # the demo model partly solves it (3 of the first 8)
+    assert res.status == "retest"
     for name in ("tokens", "logprobs", "tasks"):
         assert (tmp_path / "c" / f"{name}.json").is_file()
 
@@ -107,7 +118,7 @@ def test_cli_against_running_servers(eager: Server, model_ref: ModelRef, tmp_pat
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
-    assert data["status"] == "pass" and data["tokens"]["summary"]["identical"] == 16
+    assert data["status"] == "pass" and data["tokens"]["summary"]["failed"] == 0
     assert (tmp_path / "consistency" / "tokens.json").is_file()
 
 

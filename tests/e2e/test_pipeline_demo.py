@@ -52,6 +52,7 @@ phases:
       tokens: {max_tokens: 12}
       sharegpt_texts: 0
       task_limit: 6
+      task_budget: 6
 """
 PROMPTS = ["Question: What is 12+7?\nAnswer:", "The capital of France is"]
 EXE = Path(sys.executable).parent / "stackcert"

@@ -83,20 +83,27 @@ def consistency(
     phase: Annotated[list[str] | None, Opt("--phase", help="tokens | logprobs | tasks (repeatable).")] = None,
     max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.", min=1)] = 64,
     top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.", min=1)] = 5,
-    early: Annotated[int, Opt("--early-tokens", help="A divergence before this position fails.", min=0)] = 3,
     tie_margin: Annotated[
-        float, Opt("--tie-margin", help="Early near ties within this many nats pass (0 = strict).", min=0)
+        float,
+        Opt("--tie-margin", help="Fallback rule (no cross-scoring): near ties within this many nats.", min=0),
     ] = 0.125,
     score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.", min=1)] = 10,
     sharegpt: Annotated[
         int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).", min=0)
     ] = 8,
     token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.", min=1)] = 256,
-    kl_multiple: Annotated[
-        float, Opt("--floor-multiple", help="Limits = this × the noise floor.", min=0)
-    ] = 10.0,
+    max_texts: Annotated[
+        int, Opt("--max-texts", help="ShareGPT texts scored at most while a check is inconclusive.", min=1)
+    ] = 32,
+    margin: Annotated[float, Opt("--margin", help="Limits ≥ this × the equivalence envelope.", min=0)] = 1.5,
+    noise_multiple: Annotated[float, Opt("--noise-multiple", help="Limits ≥ this × the noise.", min=0)] = 3.0,
     max_kl: Annotated[float | None, Opt("--max-kl", help="Fixed mean-KL limit (ignores the floor).")] = None,
-    task_limit: Annotated[int | None, Opt("--task-limit", help="First N items of each task.", min=1)] = None,
+    task_limit: Annotated[
+        int, Opt("--task-limit", help="Start with the first N items of each task.", min=1)
+    ] = 100,
+    task_budget: Annotated[
+        int, Opt("--task-budget", help="Items at most per task while inconclusive.", min=1)
+    ] = 400,
     concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.", min=1)] = 8,
     reference_url: Annotated[str | None, Opt("--reference-url", help="Use a running server.")] = None,
     candidate_url: Annotated[str | None, Opt("--candidate-url", help="Use a running server.")] = None,
@@ -114,15 +121,17 @@ def consistency(
         score_top_k=score_top_k,
         sharegpt_texts=sharegpt,
         token_budget=token_budget,
+        max_sharegpt_texts=max_texts,
         task_limit=task_limit,
+        task_budget=task_budget,
         lmeval_tasks=list(lmeval_task or []),
         lmeval_include_path=lmeval_include,
         lmeval_limit=lmeval_limit,
         concurrency=concurrency,
     )
-    opts.tokens.max_tokens, opts.tokens.top_k, opts.tokens.early_tokens = max_tokens, top_k, early
-    opts.tokens.tie_margin = tie_margin
-    opts.thresholds.multiple, opts.thresholds.fixed_mean_kl = kl_multiple, max_kl
+    opts.tokens.max_tokens, opts.tokens.top_k, opts.tokens.tie_margin = max_tokens, top_k, tie_margin
+    opts.tolerance.margin, opts.tolerance.noise_multiple = margin, noise_multiple
+    opts.tolerance.fixed_mean_kl = max_kl
     if task:
         opts.tasks = list(task)
     _validate_inputs(opts)
@@ -164,14 +173,18 @@ def render(data: dict[str, Any]) -> None:
     if tok and tok.get("summary"):
         s = tok["summary"]
         detail = (
-            f"{s['prompts']} prompts: {s['identical']} identical, {s['diverged_ok']} diverged within top-k, "
+            f"{s['prompts']} prompts: {s['identical']} identical, {s['diverged_ok']} diverged as near ties "
+            f"({s.get('cross_scored', 0)} cross-scored), "
             f"{s['failed']} failed; flags {s['flags'] or '-'}"
         )
         table.add_row("tokens", status_text(tok["status"]), detail)
     lp = data.get("logprobs")
     if lp and lp.get("comparison"):
         c = lp["comparison"]
-        checks = ", ".join(f"{k['metric']} {k['value']:.3g} ≤ {k['limit']:.3g}" for k in lp["checks"])
+        checks = ", ".join(
+            f"{k['metric']} {k['value']:.3g} (≤ {k['ci_high']:.3g}) vs {k['limit']:.3g}: {k['decision']}"
+            for k in lp["checks"]
+        )
         detail = (
             f"{c['tokens']} tokens, mean KL {c['mean_kl']:.2e}, top-1 {c['top1_agreement'] * 100:.1f} %, "
             f"|Δlp| p99 {c['dlogprob_p99']:.3f} max {c['dlogprob_max']:.3f}; {checks}"

@@ -252,3 +252,44 @@ def _prompt_len(data: dict[str, Any], steps: list[TokenStep]) -> int:
     usage = data.get("usage")
     n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     return int(n) if isinstance(n, int) and 0 < n <= len(steps) else max(1, len(steps) - 1)
+
+
+class IdScore(BaseModel):
+    """Teacher-forced scoring of a token-id sequence: one step per id (the first has no log-prob) and
+    the server's own greedy next token after the sequence, with how it finished."""
+
+    steps: list[TokenStep]
+    next_step: TokenStep | None
+    next_finish: str | None
+
+
+def token_id(key: Key) -> int | None:
+    """The integer id of an "id:N" key, None when the server named tokens by string."""
+    return int(key[3:]) if key.startswith("id:") and key[3:].isdigit() else None
+
+
+async def prompt_token_ids(client: CompletionsClient, prompt: str) -> list[int]:
+    """The server's own tokenisation of a prompt (special tokens included), by echo.
+
+    Raises EngineError when the server does not name tokens by id (cross-scoring needs ids)."""
+    data = await client._post(
+        {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+    )
+    steps = parse_logprobs(data["choices"][0].get("logprobs"), client.url)
+    n_prompt = _prompt_len(data, steps)
+    ids = [token_id(s.token) for s in steps[:n_prompt]]
+    if not ids or any(i is None for i in ids):
+        raise EngineError("the server does not return token ids", where=client.url)
+    return [i for i in ids if i is not None]
+
+
+async def score_token_ids(client: CompletionsClient, ids: list[int], *, top_k: int) -> IdScore:
+    """Teacher-forced log-probs of every id (echo) plus the server's greedy next token after them."""
+    body = {"prompt": ids, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": top_k}
+    choice = (await client._post(body))["choices"][0]
+    steps = parse_logprobs(choice.get("logprobs"), client.url)
+    return IdScore(
+        steps=steps[: len(ids)],
+        next_step=steps[len(ids)] if len(steps) > len(ids) else None,
+        next_finish=choice.get("finish_reason"),
+    )

@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from stackcert.consistency.client import Scored, TokenStep
+from stackcert.consistency.tolerance import Check, Envelope, ToleranceSettings, judge_metric
 
 FLOOR = 1e-10
 
@@ -124,43 +125,69 @@ def compare_scores(ref: list[Scored], cand: list[Scored]) -> LogprobStats:
     )
 
 
-class LogprobThresholds(BaseModel):
-    """Limit = max(absolute minimum, multiple × noise floor). Set `fixed_*` to bypass the floor."""
+class TokenDiffs(BaseModel):
+    """Per-token differences grouped by text: the units a cluster bootstrap resamples."""
 
-    multiple: float = 10.0
-    min_mean_kl: float = 0.01
-    min_top1_disagreement: float = 0.05
-    min_dlogprob_p99: float = 0.5
-    fixed_mean_kl: float | None = None
-    fixed_top1_disagreement: float | None = None
-    fixed_dlogprob_p99: float | None = None
+    kl: list[list[float]] = Field(default_factory=list)
+    disagree: list[list[float]] = Field(default_factory=list)
+    dlogprob: list[list[float]] = Field(default_factory=list)
 
-
-class Check(BaseModel):
-    metric: str
-    value: float
-    floor: float
-    limit: float
-    ok: bool
+    def extend(self, other: TokenDiffs) -> TokenDiffs:
+        """Both samples together (sequential sampling adds texts)."""
+        return TokenDiffs(
+            kl=self.kl + other.kl,
+            disagree=self.disagree + other.disagree,
+            dlogprob=self.dlogprob + other.dlogprob,
+        )
 
 
-def judge(stats: LogprobStats, floor: LogprobStats, th: LogprobThresholds) -> list[Check]:
-    def limit(fixed: float | None, minimum: float, floor_value: float) -> float:
-        return fixed if fixed is not None else max(minimum, th.multiple * floor_value)
+def token_diffs(ref: list[Scored], cand: list[Scored]) -> TokenDiffs:
+    """Per-text arrays of per-token KL, top-1 disagreement (0/1) and |Δ log-prob|."""
+    out = TokenDiffs()
+    for r, c in zip(ref, cand, strict=True):
+        pairs, _ = _pairs(r.steps, c.steps)
+        out.kl.append([kl_topk(a.top, b.top) for a, b in pairs])
+        out.disagree.append([float(_argmax(a.top) != _argmax(b.top)) for a, b in pairs])
+        out.dlogprob.append(
+            [abs(a.logprob - b.logprob) for a, b in pairs if a.logprob is not None and b.logprob is not None]
+        )
+    return out
 
-    rows = [
-        ("mean_kl", stats.mean_kl, floor.mean_kl, limit(th.fixed_mean_kl, th.min_mean_kl, floor.mean_kl)),
-        (
-            "top1_disagreement",
-            1 - stats.top1_agreement,
-            1 - floor.top1_agreement,
-            limit(th.fixed_top1_disagreement, th.min_top1_disagreement, 1 - floor.top1_agreement),
-        ),
-        (
-            "dlogprob_p99",
-            stats.dlogprob_p99,
-            floor.dlogprob_p99,
-            limit(th.fixed_dlogprob_p99, th.min_dlogprob_p99, floor.dlogprob_p99),
-        ),
-    ]
-    return [Check(metric=m, value=v, floor=f, limit=lim, ok=v <= lim) for m, v, f, lim in rows]
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if x.size else 0.0
+
+
+def _p99(x: np.ndarray) -> float:
+    return float(np.percentile(x, 99)) if x.size else 0.0
+
+
+METRICS = (
+    ("mean_kl", "kl", _mean),
+    ("top1_disagreement", "disagree", _mean),
+    ("dlogprob_p99", "dlogprob", _p99),
+)
+
+
+def judge(
+    diffs: TokenDiffs, noise: TokenDiffs | None, envelope: Envelope, settings: ToleranceSettings
+) -> list[Check]:
+    """Each metric against max(margin × envelope, k × noise): bootstrap bounds over texts decide."""
+    checks = []
+    for metric, attr, stat in METRICS:
+        groups = getattr(diffs, attr)
+        noise_groups = getattr(noise, attr) if noise is not None else []
+        pooled_noise = np.concatenate([np.asarray(g, float) for g in noise_groups if g] or [np.zeros(0)])
+        checks.append(
+            judge_metric(
+                metric,
+                groups,
+                stat,
+                noise=stat(pooled_noise),
+                tolerance=settings.margin * float(getattr(envelope, metric)),
+                settings=settings,
+                fixed=getattr(settings, f"fixed_{metric}"),
+                checks=len(METRICS),
+            )
+        )
+    return checks

@@ -8,10 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from stackcert.consistency.logprobs import Check, LogprobStats, LogprobThresholds
+from stackcert.consistency.logprobs import LogprobStats
 from stackcert.consistency.stats import RuleSettings
 from stackcert.consistency.tasks import TaskComparison
 from stackcert.consistency.tokens import PromptComparison, TokenSettings, TokenSummary
+from stackcert.consistency.tolerance import Check, Envelope, ToleranceSettings
 from stackcert.diagnose.findings import Finding
 
 Phase = Literal["tokens", "logprobs", "tasks"]
@@ -24,14 +25,24 @@ class ConsistencyOptions(BaseModel):
     prompts_file: Path | None = Field(None, description="JSONL of {'prompt': ...}; None = the built-in set")
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     score_top_k: int = Field(10, description="top-k log-probs per scored token (vLLM allows up to 20)")
-    sharegpt_texts: int = Field(8, description="ShareGPT conversations scored teacher-forced (0 = none)")
-    token_budget: int = Field(256, description="each scored text is cut to this many tokens")
-    thresholds: LogprobThresholds = Field(default_factory=LogprobThresholds)
-    noise_floor: bool = Field(True, description="score the reference twice to measure the noise floor")
-    tasks: list[str] = Field(
-        default_factory=lambda: ["arithmetic_mul"], description="built-in names or JSONL"
+    sharegpt_texts: int = Field(
+        8, ge=0, description="ShareGPT conversations scored teacher-forced (0 = none)"
     )
-    task_limit: int | None = Field(None, description="use only the first N items of each task")
+    max_sharegpt_texts: int = Field(
+        32, ge=0, description="sequential sampling: score more texts, up to this many, while inconclusive"
+    )
+    token_budget: int = Field(256, description="each scored text is cut to this many tokens")
+    tolerance: ToleranceSettings = Field(default_factory=ToleranceSettings)
+    noise_floor: bool = Field(
+        True, description="score the reference twice, same concurrency, other order: the batch noise"
+    )
+    tasks: list[str] = Field(
+        default_factory=lambda: ["number_sequence"], description="built-in names or JSONL"
+    )
+    task_limit: int | None = Field(100, description="start with the first N items of each task (None = all)")
+    task_budget: int | None = Field(
+        400, description="sequential sampling: add items, up to this many, while inconclusive (None = all)"
+    )
     task_max_tokens: int = 16
     lmeval_tasks: list[str] = Field(default_factory=list, description="lm-eval task names (bridge)")
     lmeval_include_path: Path | None = None
@@ -48,12 +59,15 @@ class TokenPhase(BaseModel):
 
 
 class LogprobPhase(BaseModel):
-    status: Literal["pass", "fail"]
+    status: Overall
     estimator: str = "top-k union + tail bucket (see docs/consistency.md)"
     top_k: int = 10
     texts: int = 0
     comparison: LogprobStats | None = None
     noise_floor: LogprobStats | None = None
+    envelope: Envelope | None = None
+    tolerance: ToleranceSettings | None = None
+    rounds: int = Field(1, description="sampling rounds (more texts were scored while inconclusive)")
     checks: list[Check] = Field(default_factory=list)
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
@@ -61,6 +75,7 @@ class LogprobPhase(BaseModel):
 
 class TaskPhase(BaseModel):
     status: Overall
+    rounds: int = 1
     tasks: list[TaskComparison] = Field(default_factory=list)
 
 

@@ -3,32 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from stackcert.consistency.client import CompletionsClient, NoLogprobs, Scored, gather_bounded
-from stackcert.consistency.logprobs import compare_scores, judge
+from stackcert.consistency.client import CompletionsClient, NoLogprobs
 from stackcert.consistency.options import (
     ConsistencyOptions,
     ConsistencyResult,
     LogprobPhase,
-    TaskPhase,
     TokenPhase,
     combine,
 )
-from stackcert.consistency.tasks import compare_task, load_task
-from stackcert.consistency.texts import builtin_prompts, load_prompt_file, sharegpt_texts, tokenizer_truncator
-from stackcert.consistency.tokens import FAILING, compare_generations, summarise
+from stackcert.consistency.phases import Sides, logprob_phase, task_phase, tokens_phase
+from stackcert.consistency.tokens import FAILING, PromptComparison
 from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
 from stackcert.jsonio import envelope, now_iso, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
-T = TypeVar("T")
-R = TypeVar("R")
 STEP = "consistency"
 
 
@@ -49,21 +42,6 @@ def run_consistency(
     )
 
 
-class _Sides:
-    def __init__(self, ref: CompletionsClient, cand: CompletionsClient, progress: Progress, conc: int):
-        self.ref, self.cand, self.progress, self.conc = ref, cand, progress, conc
-
-    async def both(
-        self, task: str, items: Sequence[T], fn: Callable[[CompletionsClient, T], Awaitable[R]]
-    ) -> tuple[list[R], list[R]]:
-        """Run fn over items on the reference, then on the candidate (so neither skews the other)."""
-        self.progress.on_start(task, total=2 * len(items))
-        adv = lambda: self.progress.on_advance(task)  # noqa: E731
-        r = await gather_bounded(items, lambda it: fn(self.ref, it), self.conc, adv)
-        c = await gather_bounded(items, lambda it: fn(self.cand, it), self.conc, adv)
-        return r, c
-
-
 def _no_logprobs_finding(exc: NoLogprobs, phase: str) -> Finding:
     return Finding(
         step=STEP,
@@ -82,111 +60,54 @@ def _write(out_dir: Path, name: str, payload: dict[str, Any], started: str) -> s
     return str(path)
 
 
-async def _tokens_phase(sides: _Sides, opts: ConsistencyOptions) -> TokenPhase:
-    prompts = load_prompt_file(opts.prompts_file) if opts.prompts_file else builtin_prompts()
-    s = opts.tokens
-    ref, cand = await sides.both(
-        "tokens", prompts, lambda c, p: c.generate(p, max_tokens=s.max_tokens, top_k=s.top_k)
+def _prompt_line(p: PromptComparison) -> str:
+    """Prompt, position, tokens, rule and numbers of one failing prompt: what a person can act on."""
+    short = p.prompt if len(p.prompt) <= 40 else p.prompt[:37] + "..."
+    div = p.divergence
+    where = (
+        f" at token {div.position} (reference {div.reference_token}, candidate {div.candidate_token})"
+        if div
+        else ""
     )
-    rows = [compare_generations(i, r, c, s) for i, (r, c) in enumerate(zip(ref, cand, strict=True))]
-    summary = summarise(rows)
-    return TokenPhase(status=summary.status, summary=summary, prompts=rows)
-
-
-def _score_texts(model: ModelRef, opts: ConsistencyOptions) -> list[str]:
-    prompts = load_prompt_file(opts.prompts_file) if opts.prompts_file else builtin_prompts()
-    if opts.sharegpt_texts <= 0:
-        return prompts
-    cut = tokenizer_truncator(model.tokenizer)
-    return sharegpt_texts(opts.sharegpt_texts, opts.token_budget, cut) + prompts
-
-
-async def _logprob_phase(sides: _Sides, model: ModelRef, opts: ConsistencyOptions) -> LogprobPhase:
-    texts = _score_texts(model, opts)
-    k = opts.score_top_k
-
-    async def score(c: CompletionsClient, t: str) -> Scored:
-        return await c.score(t, top_k=k)
-
-    t0 = time.perf_counter()
-    ref, cand = await sides.both("logprobs", texts, score)
-    wall = time.perf_counter() - t0
-    stats = compare_scores(ref, cand)
-    floor = None
-    if opts.noise_floor:
-        # The reference again, one request at a time: a different batch composition than the first pass.
-        sides.progress.on_start("noise floor", total=len(texts))
-        again = await gather_bounded(
-            texts, lambda t: score(sides.ref, t), 1, lambda: sides.progress.on_advance("noise floor")
-        )
-        floor = compare_scores(ref, again)
-    checks = judge(stats, floor or stats.model_copy(update=_ZERO), opts.thresholds)
-    n_tokens = sum(len(s.steps) for s in ref) + sum(len(s.steps) for s in cand)
-    return LogprobPhase(
-        status="pass" if all(c.ok for c in checks) else "fail",
-        top_k=k,
-        texts=len(texts),
-        comparison=stats,
-        noise_floor=floor,
-        checks=checks,
-        wall_s=wall,
-        tokens_per_s=n_tokens / wall if wall > 0 else 0.0,
-    )
-
-
-_ZERO = {"mean_kl": 0.0, "top1_agreement": 1.0, "dlogprob_p99": 0.0}
-
-
-async def _task_phase(sides: _Sides, model: ModelRef, opts: ConsistencyOptions, out_dir: Path) -> TaskPhase:
-    comparisons = []
-    for name in opts.tasks:
-        task = load_task(name, limit=opts.task_limit)
-        ref, cand = await sides.both(
-            f"task {task.name}",
-            task.items,
-            lambda c, it: c.generate(it.prompt, max_tokens=opts.task_max_tokens, top_k=None, stop=["\n"]),
-        )
-        comparisons.append(compare_task(task, [g.text for g in ref], [g.text for g in cand], opts.rules))
-    if opts.lmeval_tasks:
-        from stackcert.consistency.lmeval import compare_lmeval_task
-
-        for name in opts.lmeval_tasks:
-            comparisons.append(
-                await asyncio.to_thread(compare_lmeval_task, sides, model, name, opts, out_dir / "lmeval")
-            )
-    return TaskPhase(status=combine([c.status for c in comparisons]), tasks=comparisons)
+    return f"prompt #{p.index} {short!r}{where}: {p.status} by {p.rule}: {p.reason}"
 
 
 def _gate_finding(phase: str, result: ConsistencyResult) -> Finding | None:
-    """A failed comparison is a located L6 finding, so reports and FAQs can explain the verdict."""
+    """A failed or inconclusive comparison is a located L6 finding that names prompts, checks and
+    numbers, so the verdict and the report can explain themselves."""
     message: str | None = None
+    category = f"{phase}_mismatch"
     if phase == "tokens" and result.tokens and result.tokens.status == "fail" and result.tokens.summary:
         bad = [p for p in result.tokens.prompts if p.status in FAILING]
-        first = bad[0] if bad else None
-        message = f"{result.tokens.summary.failed} of {result.tokens.summary.prompts} prompts failed the " + (
-            f"greedy-token rules (first: {first.status} at token {first.divergence.position})"
-            if first and first.divergence
-            else "greedy-token rules"
+        message = f"{len(bad)} of {result.tokens.summary.prompts} prompts fail the greedy-token rules: " + (
+            "; ".join(_prompt_line(p) for p in bad[:3]) + (f"; … {len(bad) - 3} more" if len(bad) > 3 else "")
         )
-    elif phase == "logprobs" and result.logprobs and result.logprobs.status == "fail":
-        over = [c for c in result.logprobs.checks if not c.ok]
-        message = "teacher-forced log-probs differ beyond the limits: " + ", ".join(
-            f"{c.metric} {c.value:.4g} > {c.limit:.4g} (noise floor {c.floor:.4g})" for c in over
+    elif phase == "logprobs" and result.logprobs and result.logprobs.status != "pass":
+        over = [c for c in result.logprobs.checks if c.decision != "pass"]
+        verb = "differ beyond the tolerance" if result.logprobs.status == "fail" else "are inconclusive"
+        message = f"teacher-forced log-probs over {result.logprobs.texts} texts {verb}: " + "; ".join(
+            c.describe() + (f" ({c.texts_needed} texts would decide it)" if c.texts_needed else "")
+            for c in over
         )
-    elif phase == "tasks" and result.tasks and result.tasks.status == "fail":
-        message = "task accuracy dropped: " + ", ".join(
-            f"{t.task} {t.reference_accuracy:.3f} → {t.candidate_accuracy:.3f} (n={t.items})"
+        if result.logprobs.status == "retest":
+            category = "logprobs_inconclusive"
+    elif phase == "tasks" and result.tasks and result.tasks.status != "pass":
+        message = "task accuracy: " + "; ".join(
+            f"{t.task} {t.reference_accuracy:.3f} → {t.candidate_accuracy:.3f} (n={t.items}, "
+            f"{t.counts.ref_only} lost, {t.counts.cand_only} gained): {t.rules.reason}"
             for t in result.tasks.tasks
-            if t.status == "fail"
+            if t.status != "pass"
         )
+        if result.tasks.status == "retest":
+            category = "tasks_inconclusive"
     if message is None:
         return None
     return Finding(
         step=STEP,
         phase=phase,
         layer=Layer.L6_NUMERICS,
-        category=f"{phase}_mismatch",
-        signature=f"consistency:{phase}_mismatch",
+        category=category,
+        signature=f"consistency:{category}",
         message=message,
     )
 
@@ -206,18 +127,18 @@ async def _run(
         CompletionsClient(reference.base_url, reference.served_model, timeout_s=opts.timeout_s) as rc,
         CompletionsClient(candidate.base_url, candidate.served_model, timeout_s=opts.timeout_s) as cc,
     ):
-        sides = _Sides(rc, cc, progress, opts.concurrency)
+        sides = Sides(rc, cc, progress, opts.concurrency)
         for phase in opts.phases:
             started = now_iso()
             try:
                 if phase == "tokens":
-                    result.tokens = await _tokens_phase(sides, opts)
+                    result.tokens = await tokens_phase(sides, model, opts)
                     payload: dict[str, Any] = result.tokens.model_dump(mode="json")
                 elif phase == "logprobs":
-                    result.logprobs = await _logprob_phase(sides, model, opts)
+                    result.logprobs = await logprob_phase(sides, model, opts)
                     payload = result.logprobs.model_dump(mode="json")
                 else:
-                    result.tasks = await _task_phase(sides, model, opts, out_dir)
+                    result.tasks = await task_phase(sides, model, opts, out_dir)
                     payload = result.tasks.model_dump(mode="json")
                 progress.on_finish(phase, str(payload["status"]))
                 gate = _gate_finding(phase, result)
@@ -247,6 +168,8 @@ async def _run(
             payload = {"reference": result.reference, "candidate": result.candidate, **payload}
             result.files[phase] = _write(out_dir, phase, payload, started)
     statuses = [p.status for p in (result.tokens, result.logprobs, result.tasks) if p is not None]
-    statuses += ["fail" for f in result.findings]
+    # Gate findings mirror a phase status already; any other finding (no log-probs, a failed request)
+    # is a failure in its own right.
+    statuses += ["fail" for f in result.findings if not f.signature.startswith("consistency:")]
     result.status = combine(statuses)
     return result

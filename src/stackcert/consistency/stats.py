@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 Verdict = Literal["pass", "fail", "retest"]
 
@@ -94,6 +94,33 @@ def newcombe_paired_ci(counts: PairedCounts, z: float = 1.959963984540054) -> tu
     return -hi, -lo  # flip to candidate − reference
 
 
+def tango_paired_ci(counts: PairedCounts, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Score CI of Δ = p_cand − p_ref for paired data (Tango 1998), solved with brentq.
+
+    Unlike Newcombe's hybrid interval it keeps its coverage when no pair is discordant (b = c = 0
+    gives ±z²/(n + z²), the width n pairs can really vouch for), so it is the one the gate decides on.
+    """
+    b, c, n = counts.ref_only, counts.cand_only, counts.n
+    if n == 0:
+        return -1.0, 1.0
+    from scipy.optimize import brentq
+
+    def score(d: float) -> float:  # d = (b - c)/n under H0, i.e. reference minus candidate
+        w = -b - c + (2 * n - b + c) * d
+        p01 = (math.sqrt(max(0.0, w * w + 8 * n * c * d * (1 - d))) - w) / (4 * n)
+        var = n * (2 * p01 + d * (1 - d))
+        num = b - c - n * d
+        if abs(num) < 1e-12:
+            return 0.0
+        return num / math.sqrt(var) if var > 0 else math.copysign(math.inf, num)
+
+    est = (b - c) / n
+    eps = 1e-12
+    lo = -1.0 + eps if score(-1.0 + eps) <= z else brentq(lambda d: score(d) - z, -1.0 + eps, est)
+    hi = 1.0 - eps if score(1.0 - eps) >= -z else brentq(lambda d: score(d) + z, est, 1.0 - eps)
+    return -hi, -lo  # flip to candidate − reference
+
+
 def wald_paired_ci(counts: PairedCounts, z: float = 1.959963984540054) -> tuple[float, float]:
     """Plain Wald interval of the paired difference (reported for comparison; too narrow at the edges)."""
     n = counts.n
@@ -106,46 +133,104 @@ def wald_paired_ci(counts: PairedCounts, z: float = 1.959963984540054) -> tuple[
 
 
 class RuleSettings(BaseModel):
+    """The accuracy gate: FlagRelease's limits as a non-inferiority margin, decided with confidence."""
+
     max_abs_drop: float = 0.05  # accuracy points, as a fraction (5 points)
     max_rel_drop: float = 0.05  # of the reference accuracy
-    noise_items: int = 2  # a difference of at most this many items ...
-    noise_max_n: int = 100  # ... on at most this many items is inside the noise zone
+    alpha: float = 0.05  # two-sided: the 95 % paired CI and McNemar's test
+    power: float = 0.8  # for the smallest detectable drop reported
 
 
 class RuleOutcome(BaseModel):
+    """The decision of one task, with the margin, the interval and the power behind it."""
+
     verdict: Verdict
     abs_drop: float
     rel_drop: float
     item_diff: int
+    margin: float = Field(0.0, description="largest acceptable drop: min(abs, rel × reference accuracy)")
+    min_detectable_drop: float = Field(1.0, description="drop detected with the set power at this n")
+    items_needed: int | None = Field(None, description="items that would decide an inconclusive task")
     reason: str
 
 
-def flagrelease_rules(counts: PairedCounts, settings: RuleSettings | None = None) -> RuleOutcome:
-    """Absolute drop ≤ 5 points and relative drop ≤ 5 % pass; a failing small difference is 'retest'."""
+def margin_of(ref_accuracy: float, s: RuleSettings) -> float:
+    """FlagRelease's two limits as one margin: the drop must stay within both."""
+    return min(s.max_abs_drop, s.max_rel_drop * ref_accuracy)
+
+
+def min_detectable_drop(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true drop McNemar's test detects at (alpha, power) with n pairs (Connor 1987).
+
+    n = (z_a/2·√ψ + z_b·√(ψ − δ²))² / δ², solved for δ by bisection; the discordant rate ψ is at
+    least δ (a drop of δ needs that many discordant pairs), so identical answers still give a bound.
+    """
+    if n <= 0:
+        return 1.0
+    from scipy import stats as sps
+
+    za, zb = float(sps.norm.ppf(1 - alpha / 2)), float(sps.norm.ppf(power))
+
+    def needed(d: float) -> float:
+        psi = max(discordance, d)
+        return (za * math.sqrt(psi) + zb * math.sqrt(max(0.0, psi - d * d))) ** 2 / (d * d)
+
+    lo, hi = 1e-6, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if needed(mid) > n else (lo, mid)
+    return hi
+
+
+def decide_accuracy(counts: PairedCounts, settings: RuleSettings | None = None) -> RuleOutcome:
+    """Non-inferiority with confidence: pass when the paired 95 % (Tango) CI of Δ stays above −margin;
+    fail when it lies wholly below, or when McNemar finds a significant drop larger than the margin; otherwise
+    inconclusive ("retest"), with the items that would decide it."""
     s = settings or RuleSettings()
     n = counts.n
     ref_right = counts.both_right + counts.ref_only
-    cand_right = counts.both_right + counts.cand_only
-    item_diff = ref_right - cand_right
+    item_diff = counts.ref_only - counts.cand_only
     abs_drop = item_diff / n if n else 0.0
     rel_drop = item_diff / ref_right if ref_right else 0.0
-    # Compare on whole items with a tolerance so 5/100 == 0.05 exactly is not lost to rounding.
+    ref_acc = ref_right / n if n else 0.0
+    margin = margin_of(ref_acc, s)
+    lo, hi = tango_paired_ci(counts, z=_z2(s.alpha))
+    p = mcnemar(counts.ref_only, counts.cand_only).p_value
+    mdd = min_detectable_drop(n, (counts.ref_only + counts.cand_only) / n if n else 0.0, s.alpha, s.power)
+    common = {"abs_drop": abs_drop, "rel_drop": rel_drop, "item_diff": item_diff, "margin": margin}
+    head = (
+        f"Δ {(-abs_drop) * 100:+.1f} points (95 % CI {lo * 100:+.1f}..{hi * 100:+.1f}), "
+        f"margin {margin * 100:.1f}"
+    )
     eps = 1e-12
-    ok = abs_drop <= s.max_abs_drop + eps and rel_drop <= s.max_rel_drop + eps
-    if ok:
-        reason = f"drop {abs_drop * 100:.1f} points ({rel_drop * 100:.1f} % relative) within limits"
+    if lo >= -margin - eps:
         return RuleOutcome(
-            verdict="pass", abs_drop=abs_drop, rel_drop=rel_drop, item_diff=item_diff, reason=reason
+            verdict="pass",
+            min_detectable_drop=mdd,
+            reason=f"{head}: drop bounded within the margin",
+            **common,
         )
-    if n <= s.noise_max_n and abs(item_diff) <= s.noise_items:
-        reason = f"{item_diff} item(s) of {n}: inside the small-sample noise zone, retest with more items"
-        return RuleOutcome(
-            verdict="retest", abs_drop=abs_drop, rel_drop=rel_drop, item_diff=item_diff, reason=reason
+    if hi < -margin or (p < s.alpha and abs_drop > margin):
+        why = (
+            "the whole CI lies below −margin"
+            if hi < -margin
+            else f"McNemar p={p:.3g} and the drop exceeds the margin"
         )
-    reason = (
-        f"drop {abs_drop * 100:.1f} points ({rel_drop * 100:.1f} % relative) exceeds "
-        f"{s.max_abs_drop * 100:.0f} points / {s.max_rel_drop * 100:.0f} %"
-    )
+        return RuleOutcome(verdict="fail", min_detectable_drop=mdd, reason=f"{head}: {why}", **common)
+    half = (hi - lo) / 2
+    room = margin - abs_drop
+    needed = math.ceil(n * (half / room) ** 2) if room > 0 and n else None
+    more = f"; about {needed} items would decide it" if needed else ""
     return RuleOutcome(
-        verdict="fail", abs_drop=abs_drop, rel_drop=rel_drop, item_diff=item_diff, reason=reason
+        verdict="retest",
+        min_detectable_drop=mdd,
+        items_needed=needed,
+        reason=f"{head}: inconclusive at n={n} (smallest detectable drop {mdd * 100:.1f} points){more}",
+        **common,
     )
+
+
+def _z2(alpha: float) -> float:
+    from scipy import stats as sps
+
+    return float(sps.norm.ppf(1 - alpha / 2))

@@ -20,7 +20,7 @@ from stackcert.consistency.stats import (
     PairedCounts,
     RuleOutcome,
     RuleSettings,
-    flagrelease_rules,
+    decide_accuracy,
     mcnemar,
     newcombe_paired_ci,
     wald_paired_ci,
@@ -33,10 +33,13 @@ _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 class TaskItem(BaseModel):
+    """One question with its answer and how to read the model's reply."""
+
     id: str
     prompt: str
     answer: str
     match: Match
+    stop: list[str] = Field(default_factory=lambda: ["\n"], description="generation stops at these")
 
 
 class Task(BaseModel):
@@ -76,7 +79,14 @@ def load_task(name_or_file: str, *, limit: int | None = None) -> Task:
             raise UsageError(
                 f"unknown match '{match}'", where=f"{path}:{lineno}", fix="use 'number' or 'exact'"
             )
-        items.append(TaskItem(id=str(row.get("id", lineno)), prompt=prompt, answer=str(answer), match=match))
+        stop = row.get("stop", ["\n"])
+        if not isinstance(stop, list) or not all(isinstance(x, str) for x in stop):
+            raise UsageError(
+                "'stop' must be a list of strings", where=f"{path}:{lineno}", fix='e.g. "stop": [","]'
+            )
+        items.append(
+            TaskItem(id=str(row.get("id", lineno)), prompt=prompt, answer=str(answer), match=match, stop=stop)
+        )
     if not items:
         raise UsageError("the task file has no items", where=str(path), fix="add task lines")
     return Task(name=path.stem, source=str(path), items=items[:limit] if limit else items)
@@ -151,7 +161,7 @@ def compare_paired(
     n = counts.n
     ref_acc = sum(ref_ok) / n if n else 0.0
     cand_acc = sum(cand_ok) / n if n else 0.0
-    outcome = flagrelease_rules(counts, rules)
+    outcome = decide_accuracy(counts, rules)
     ro = ref_outputs or [""] * n
     co = cand_outputs or [""] * n
     return TaskComparison(

@@ -55,14 +55,16 @@ class HFModel:
         max_model_len: int = 2048,
         trust_remote_code: bool = False,
         chat_template: str | None = None,
+        attn_implementation: str | None = None,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, trust_remote_code=trust_remote_code)
         if chat_template:
             self.tokenizer.chat_template = Path(chat_template).read_text()
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=_DTYPES.get(dtype, "auto"), trust_remote_code=trust_remote_code
+            path, dtype=_DTYPES.get(dtype, "auto"), trust_remote_code=trust_remote_code, **extra
         )
         self.model.eval()
         self.max_model_len = max_model_len

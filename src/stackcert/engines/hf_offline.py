@@ -23,6 +23,7 @@ def main(argv: list[str]) -> int:
         str(args.get("dtype", m["dtype"])),
         int(args.get("max_model_len", m["max_model_len"])),
         bool(m["trust_remote_code"]),
+        attn_implementation=args.get("attn_implementation"),
     )
     top = int(req["top_logprobs"])
     completions = []

@@ -323,6 +323,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--max-model-len", type=int, default=2048)
     ap.add_argument("--trust-remote-code", action="store_true")
     ap.add_argument("--chat-template")
+    ap.add_argument("--attn-implementation", help="transformers attention: eager | sdpa | flash_attention_2")
     ap.add_argument("--operators", help="OperatorSelection as JSON")
     ap.add_argument("--effective-ops", help="where to write the effective operator list")
     args = ap.parse_args(argv)
@@ -338,8 +339,10 @@ def main(argv: list[str]) -> int:
         args.max_model_len,
         args.trust_remote_code,
         args.chat_template,
+        args.attn_implementation,
     )
-    print("hf_server: model loaded; serving", flush=True)
+    impl = getattr(model.model.config, "_attn_implementation", None)
+    print(f"hf_server: model loaded (attention {impl}); serving", flush=True)
     web.run_app(
         build_app(model, args.served_model_name),
         host=args.host,

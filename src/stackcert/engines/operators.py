@@ -126,12 +126,14 @@ def validate(selection: OperatorSelection) -> None:
         from stackcert.testing import fault_ops
 
         for op, kind in selection.faults.items():
-            if kind not in fault_ops.FAULT_KINDS:
+            try:
+                fault_ops.parse_fault(kind)
+            except fault_ops.FaultOpsError as exc:
                 raise UsageError(
-                    f"unknown fault '{kind}' for operator '{op}'",
+                    f"operator '{op}': {exc}",
                     where="operators.faults",
-                    fix=f"choose one of {', '.join(fault_ops.FAULT_KINDS)}",
-                )
+                    fix=f"choose one of {', '.join(fault_ops.FAULT_KINDS)} (drift:1e-3 sets a magnitude)",
+                ) from None
 
 
 def apply(selection: OperatorSelection, *, record_path: Path | None = None) -> list[str]:

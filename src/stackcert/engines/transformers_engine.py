@@ -45,6 +45,8 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> 
         "--max-model-len",
         str(args.get("max_model_len", model.max_model_len)),
     ]
+    if args.get("attn_implementation"):
+        argv += ["--attn-implementation", str(args["attn_implementation"])]
     if model.trust_remote_code:
         argv.append("--trust-remote-code")
     if model.chat_template:

@@ -100,7 +100,7 @@ def bisect_reason(ctx: RunContext) -> str | None:
     cand_bad = (
         led.status("candidate.serve").bad
         or led.status("candidate.smoke").bad
-        or (led.status("consistency").bad)
+        or (led.status("consistency").bad and _consistency_failed(ctx))
     )
     if not cand_bad:
         return "not needed: the candidate does not fail"
@@ -112,6 +112,12 @@ def bisect_reason(ctx: RunContext) -> str | None:
     if component in OPERATOR_COMPONENTS or component is None:
         return None
     return f"not needed: the failure is not in an operator library (component {component or 'unknown'})"
+
+
+def _consistency_failed(ctx: RunContext) -> bool:
+    """A consistency step that *failed*, not one that was inconclusive (nothing to bisect there)."""
+    cons = ctx.result("consistency") or {}
+    return str(cons.get("status", "fail")).lower() != "retest"
 
 
 def bisect_step(ctx: RunContext) -> Outcome:

@@ -71,7 +71,8 @@ class TimeoutsSpec(Strict):
 class GatesSpec(Strict):
     perf_ratio: float = Field(0.8, gt=0, description="candidate/reference throughput must reach this")
     consistency: dict[str, float] = Field(
-        default_factory=dict, description="thresholds passed to the consistency library (its own keys)"
+        default_factory=dict,
+        description="tolerance settings of the consistency gate (ToleranceSettings keys)",
     )
     require_consistency: bool = Field(True, description="a candidate must pass consistency to PASS")
     require_bench: bool = Field(True, description="a candidate must meet perf_ratio to PASS")
@@ -111,8 +112,18 @@ DEMO_PHASES: dict[str, Any] = {
     "smoke": {"timeout_s": 300, "options": {"offline": False}},
     "consistency": {
         "timeout_s": 900,
-        # 16 greedy prompts × 32 tokens, 2 ShareGPT texts of 128 tokens scored, 40 arithmetic items.
-        "options": {"tokens": {"max_tokens": 32}, "sharegpt_texts": 2, "token_budget": 128, "task_limit": 40},
+        # 16 greedy prompts × 32 tokens; 4 ShareGPT texts of 128 tokens scored (up to 16 while a check
+        # is inconclusive); number_sequence from 100 items up to 400 while the accuracy gate cannot
+        # decide (identical answers at ~85 % accuracy decide at about 100).
+        "options": {
+            "tokens": {"max_tokens": 32},
+            "sharegpt_texts": 4,
+            "max_sharegpt_texts": 16,
+            "token_budget": 128,
+            "tasks": ["number_sequence"],
+            "task_limit": 100,
+            "task_budget": 400,
+        },
     },
     "bench": {"timeout_s": 600, "profiles": ["demo"]},
     "bisect": {"enabled": True, "timeout_s": 900},

@@ -214,8 +214,8 @@ def consistency_step(ctx: RunContext) -> Outcome:
         ("stackcert.consistency.options", "ConsistencyOptions"),
     )
     values = dict(ctx.config.phases.consistency.options)
-    if ctx.config.gates.consistency:  # the gate's thresholds override the phase's own
-        values["thresholds"] = {**values.get("thresholds", {}), **ctx.config.gates.consistency}
+    if ctx.config.gates.consistency:  # the gate's tolerance overrides the phase's own
+        values["tolerance"] = {**values.get("tolerance", {}), **ctx.config.gates.consistency}
     options = options_cls.model_validate(values)
     reference, candidate = ctx.server("reference"), ctx.server("candidate")
     result = run_consistency(

@@ -3,7 +3,7 @@
 PASS     both stacks pass every gate                       -> recommend the candidate ("full")
 PARTIAL  the reference passes; the candidate fails or misses a gate -> recommend "base"
 FAIL     the engine does not import, or the reference cannot serve  -> recommend "none"
-A candidate whose only open gate is a consistency result inside the noise zone is PARTIAL with
+A candidate whose only open gate is an inconclusive consistency result is PARTIAL with
 `retest` set, and the exit code is 4 (retest advised) instead of 3.
 """
 
@@ -41,6 +41,9 @@ class GateInputs(BaseModel):
 
     statuses: dict[str, Status]
     consistency: Literal["pass", "fail", "retest"] | None = None
+    consistency_reasons: list[str] = Field(
+        default_factory=list, description="what the consistency findings say: prompts, checks, numbers"
+    )
     perf_ok: bool | None = None
     perf_ratio: float | None = None
     smoke_enabled: bool = True
@@ -84,12 +87,16 @@ def decide(inputs: GateInputs) -> VerdictResult:
                 f"candidate smoke gate missed ({_describe('candidate.smoke', _st(s, 'candidate.smoke'))})"
             )
         if inputs.consistency_required:
+            detail = "; ".join(inputs.consistency_reasons)
             if inputs.consistency == "retest":
                 retest = True
-                reasons.append("consistency inside the noise zone: retest advised")
+                reasons.append(
+                    "consistency inconclusive: the sample cannot tell the candidate from the tolerance, "
+                    "retest with more prompts/items" + (f" — {detail}" if detail else "")
+                )
             elif inputs.consistency != "pass":
                 got = inputs.consistency or _st(s, "consistency").value
-                reasons.append(f"consistency gate missed ({got})")
+                reasons.append(f"consistency gate failed ({got})" + (f": {detail}" if detail else ""))
         if inputs.bench_required and inputs.perf_ok is not True:
             if inputs.perf_ok is False and inputs.perf_ratio is not None:
                 reasons.append(f"performance gate missed (ratio {inputs.perf_ratio:.2f})")

@@ -29,10 +29,12 @@ def verdict_of(ctx: RunContext) -> VerdictResult:
     cons = ctx.result("consistency") or {}
     raw = str(cons.get("status", "")).lower() or None
     consistency = raw if raw in ("pass", "fail", "retest") else None
+    findings = cons.get("findings") or []
     return decide(
         GateInputs(
             statuses={r.id: r.status for r in led.records()},
             consistency=consistency,
+            consistency_reasons=[str(f.get("message")) for f in findings if isinstance(f, dict)],
             perf_ok=compare.get("perf_ok"),
             perf_ratio=compare.get("perf_ratio"),
             smoke_enabled=cfg.phases.smoke.enabled,

@@ -168,9 +168,24 @@ def _consistency_rows(cons: dict[str, Any] | None) -> list[EvalRow]:
                 metric="greedy outputs identical",
                 reference="–",
                 candidate=f"{tokens.get('identical')}/{tokens.get('prompts')}",
+                note=f"{tokens.get('diverged_ok', 0)} diverged as near ties, {tokens.get('failed', 0)} "
+                f"failed ({tokens.get('cross_scored', 0)} judged by cross-scoring)",
             )
         )
     lp = _logprob_stats(cons)
+    for check in (cons.get("logprobs") or {}).get("checks") or []:
+        if isinstance(check, dict) and "decision" in check:
+            rows.append(
+                EvalRow(
+                    group="consistency",
+                    metric=f"{check.get('metric')} vs limit",
+                    reference=f"noise {_fmt(check.get('noise'), 4)}",
+                    candidate=_fmt(check.get("value"), 4),
+                    note=f"{check.get('decision')}: upper bound {_fmt(check.get('ci_high'), 4)} vs limit "
+                    f"{_fmt(check.get('limit'), 4)} (tolerance {_fmt(check.get('tolerance'), 4)}); "
+                    f"detects ≥ {_fmt(check.get('min_detectable'), 4)}",
+                )
+            )
     if lp:
         rows.append(
             EvalRow(
@@ -196,7 +211,8 @@ def _consistency_rows(cons: dict[str, Any] | None) -> list[EvalRow]:
                     metric=f"{task.get('task')} accuracy",
                     reference=_fmt(task.get("reference_accuracy"), 3),
                     candidate=_fmt(task.get("candidate_accuracy"), 3),
-                    note=f"{task.get('status')} (n={task.get('items')})",
+                    note=f"{task.get('status')} (n={task.get('items')}): "
+                    f"{(task.get('rules') or {}).get('reason', '')}",
                 )
             )
     return rows

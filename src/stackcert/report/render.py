@@ -131,7 +131,10 @@ def faq(report: Report) -> list[dict[str, str]]:
         out.append(
             {
                 "q": "Why is a retest advised?",
-                "a": "The consistency statistics fell inside the noise zone: rerun with more samples.",
+                "a": (
+                    "The consistency sample was too small to decide against the tolerance (the "
+                    "finding says how many more texts or items would): rerun with larger sizes."
+                ),
                 "severity": "info",
             }
         )

@@ -8,7 +8,9 @@ one fault per operator:
 
 - ``crash``: raise ``RuntimeError`` naming the operator, as a failing kernel would;
 - ``nan``: return the output filled with NaN (floating outputs only);
-- ``drift``: return the output times ``1 + 1e-2`` (floating outputs only), a subtle numeric error.
+- ``drift``: return the output times ``1 + 1e-2`` (floating outputs only), a subtle numeric error;
+  ``drift:M`` sets the magnitude (``drift:1e-3`` … ``drift:1e-1``), so verdict-quality benchmarks can
+  sweep it.
 
 Operator names are short library names (like FlagGems' function names, e.g. ``mul``), each mapped
 to one or more aten overloads. This is not a real operator library and never part of a real stack.
@@ -76,15 +78,32 @@ def _original(key: str) -> Any:
     return _ORIGINAL[key]
 
 
+def parse_fault(fault: str) -> tuple[str, float]:
+    """``"drift:1e-3"`` → ("drift", 0.001); a kind without a magnitude gets the default drift."""
+    kind, _, magnitude = fault.partition(":")
+    if kind not in FAULT_KINDS:
+        raise FaultOpsError(f"unknown fault '{fault}'; choose one of {FAULT_KINDS} (drift:M for a magnitude)")
+    if not magnitude:
+        return kind, DRIFT
+    if kind != "drift":
+        raise FaultOpsError(f"fault '{fault}': only drift takes a magnitude")
+    try:
+        value = float(magnitude)
+    except ValueError:
+        raise FaultOpsError(f"fault '{fault}': the magnitude must be a number, e.g. drift:1e-3") from None
+    return kind, value
+
+
 def _corrupt(out: Any, fault: str) -> Any:
     if isinstance(out, tuple):
         return tuple(_corrupt(o, fault) for o in out)
     if not isinstance(out, torch.Tensor) or not out.is_floating_point():
         return out
+    kind, magnitude = parse_fault(fault)
     # In place, with operators this library does not override, so corrupting cannot recurse.
-    if fault == "nan":
+    if kind == "nan":
         return out.fill_(float("nan"))
-    return out.mul_(1.0 + DRIFT)
+    return out.mul_(1.0 + magnitude)
 
 
 def _tensor_positions(key: str) -> list[int]:
@@ -110,7 +129,7 @@ def _make(name: str, key: str, fault: str | None) -> Callable[..., Any]:
     tensor_pos = _tensor_positions(key)
 
     def override(*args: Any, **kwargs: Any) -> Any:
-        if fault == "crash":
+        if fault is not None and fault.startswith("crash"):
             raise RuntimeError(f"fault_ops: planted kernel failure in operator '{name}' (aten::{key})")
         if tensor_pos:
             args = tuple(_as_tensor(a) if i in tensor_pos else a for i, a in enumerate(args))
@@ -143,8 +162,10 @@ def enable(
     check_names(exclude, what="exclude")
     check_names(faults, what="faults")
     for op, kind in faults.items():
-        if kind not in FAULT_KINDS:
-            raise FaultOpsError(f"unknown fault '{kind}' for operator '{op}'; choose one of {FAULT_KINDS}")
+        try:
+            parse_fault(kind)
+        except FaultOpsError as exc:
+            raise FaultOpsError(f"operator '{op}': {exc}") from None
     disable()
     for keys in OPS.values():  # capture originals before anything is overridden
         for key in keys:

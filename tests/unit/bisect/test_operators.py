@@ -134,3 +134,22 @@ def test_operator_from_exception() -> None:
         assert operator_from_exception(exc, ["mm"]) is None
     else:
         pytest.fail("the planted crash did not fire")
+
+
+def test_drift_magnitude_is_a_parameter_of_the_fault() -> None:
+    import torch
+
+    from stackcert.testing import fault_ops
+
+    assert fault_ops.parse_fault("drift") == ("drift", fault_ops.DRIFT)
+    assert fault_ops.parse_fault("drift:1e-3") == ("drift", 1e-3)
+    for bad in ("drift:x", "nan:1e-3", "wobble"):
+        with pytest.raises(fault_ops.FaultOpsError):
+            fault_ops.parse_fault(bad)
+    x = torch.ones(4)
+    try:
+        fault_ops.enable(include=["tanh"], faults={"tanh": "drift:0.1"})
+        out = torch.tanh(x)
+    finally:
+        fault_ops.disable()
+    assert torch.allclose(out, torch.tanh(x) * 1.1)

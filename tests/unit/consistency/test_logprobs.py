@@ -7,7 +7,8 @@ import math
 import pytest
 
 from stackcert.consistency.client import Scored, TokenStep
-from stackcert.consistency.logprobs import LogprobThresholds, compare_scores, judge, kl_topk
+from stackcert.consistency.logprobs import TokenDiffs, compare_scores, judge, kl_topk, token_diffs
+from stackcert.consistency.tolerance import Envelope, ToleranceSettings
 
 
 def lp(p: float) -> float:
@@ -62,16 +63,58 @@ def test_token_mismatch_is_counted() -> None:
     assert compare_scores([ref], [cand]).token_mismatches == 1
 
 
-def test_judge_uses_floor_multiple_with_absolute_minimum() -> None:
-    same = Scored(text="x", steps=steps([("a", -0.1, {"a": -0.1, "b": -2.5})]))
-    zero = compare_scores([same], [same])
-    th = LogprobThresholds(multiple=10, min_mean_kl=1e-3)  # explicit, independent of defaults
-    checks = {c.metric: c for c in judge(zero, zero, th)}
-    assert checks["mean_kl"].limit == 1e-3 and checks["mean_kl"].ok  # zero floor -> absolute minimum
-    noisy_floor = zero.model_copy(update={"mean_kl": 0.01})
-    big = zero.model_copy(update={"mean_kl": 0.05})
-    assert {c.metric: c for c in judge(big, noisy_floor, th)}["mean_kl"].limit == pytest.approx(0.1)
-    assert all(c.ok for c in judge(big, noisy_floor, th))
-    assert not {c.metric: c for c in judge(big, zero, th)}["mean_kl"].ok
-    fixed = LogprobThresholds(fixed_mean_kl=0.5)
-    assert {c.metric: c for c in judge(big, zero, fixed)}["mean_kl"].limit == 0.5
+def _diffs(per_text_kl: list[list[float]]) -> TokenDiffs:
+    return TokenDiffs(
+        kl=per_text_kl,
+        disagree=[[0.0] * len(t) for t in per_text_kl],
+        dlogprob=[[0.01] * len(t) for t in per_text_kl],
+    )
+
+
+ENV = Envelope(mean_kl=0.002, top1_disagreement=0.02, dlogprob_p99=0.2, dlogprob_max=0.5, regret=0.5)
+
+
+def test_judge_passes_inside_the_tolerance_and_fails_beyond_it() -> None:
+    settings = ToleranceSettings(margin=1.5, noise_multiple=3.0)
+    inside = _diffs([[0.001, 0.0012, 0.0009] for _ in range(12)])
+    checks = {c.metric: c for c in judge(inside, None, ENV, settings)}
+    kl = checks["mean_kl"]
+    assert kl.limit == pytest.approx(0.003) and kl.decision == "pass" and kl.ci_high <= kl.limit
+    beyond = _diffs([[0.02, 0.03, 0.025] for _ in range(12)])
+    kl = {c.metric: c for c in judge(beyond, None, ENV, settings)}["mean_kl"]
+    assert kl.decision == "fail" and kl.ci_low > kl.limit
+
+
+def test_judge_is_inconclusive_when_the_sample_cannot_tell() -> None:
+    # Two texts, one far inside and one far beyond the limit: the bootstrap bounds straddle it.
+    mixed = _diffs([[0.0001] * 5, [0.02] * 5])
+    kl = {c.metric: c for c in judge(mixed, None, ENV, ToleranceSettings())}["mean_kl"]
+    assert kl.ci_low < kl.limit < kl.ci_high and kl.decision == "inconclusive"
+
+
+def test_judge_limit_follows_the_measured_noise_and_fixed_overrides() -> None:
+    noise = _diffs([[0.01] * 4 for _ in range(6)])
+    kl = {c.metric: c for c in judge(noise, noise, ENV, ToleranceSettings(noise_multiple=3.0))}["mean_kl"]
+    assert kl.noise == pytest.approx(0.01) and kl.limit == pytest.approx(0.03) and kl.decision == "pass"
+    fixed = ToleranceSettings(fixed_mean_kl=0.5)
+    assert {c.metric: c for c in judge(noise, None, ENV, fixed)}["mean_kl"].limit == 0.5
+
+
+def test_min_detectable_shrinks_with_more_texts() -> None:
+    import random
+
+    rnd = random.Random(0)
+    few = _diffs([[rnd.uniform(0, 0.004) for _ in range(4)] for _ in range(4)])
+    many = _diffs([[rnd.uniform(0, 0.004) for _ in range(4)] for _ in range(64)])
+    s = ToleranceSettings()
+    f = {c.metric: c for c in judge(few, None, ENV, s)}["mean_kl"]
+    m = {c.metric: c for c in judge(many, None, ENV, s)}["mean_kl"]
+    assert m.min_detectable < f.min_detectable
+
+
+def test_token_diffs_groups_by_text() -> None:
+    a = Scored(text="x", steps=steps([("a", -0.1, {"a": -0.1, "b": -2.5}), ("b", -0.2, {"b": -0.2})]))
+    b = Scored(text="x", steps=steps([("a", -0.3, {"a": -0.3, "b": -1.5}), ("b", -0.2, {"b": -0.2})]))
+    d = token_diffs([a, a], [b, a])
+    assert [len(t) for t in d.kl] == [2, 2] and d.kl[1] == [0.0, 0.0] and d.kl[0][0] > 0
+    assert d.dlogprob[0][0] == pytest.approx(0.2)

@@ -9,9 +9,11 @@ import pytest
 from stackcert.consistency.stats import (
     PairedCounts,
     RuleSettings,
-    flagrelease_rules,
+    decide_accuracy,
     mcnemar,
+    min_detectable_drop,
     newcombe_paired_ci,
+    tango_paired_ci,
     wald_paired_ci,
     wilson,
 )
@@ -74,32 +76,46 @@ def _counts(n: int, ref_right: int, cand_right: int) -> PairedCounts:
     return PairedCounts(both_right=cand_right, ref_only=lost, cand_only=0, both_wrong=n - ref_right)
 
 
-def test_rules_noise_zone_two_items_of_100_is_retest() -> None:
-    out = flagrelease_rules(_counts(100, 30, 28))  # 2 points but 6.7 % relative: would fail
-    assert out.verdict == "retest"
+def test_tango_ci_with_no_discordant_pair_is_z2_over_n_plus_z2() -> None:
+    lo, hi = tango_paired_ci(_counts(40, 17, 17))
+    assert hi == pytest.approx(3.8415 / (40 + 3.8415), rel=1e-3) and lo == pytest.approx(-hi)
 
 
-def test_rules_three_items_of_100_is_judged() -> None:
-    assert flagrelease_rules(_counts(100, 30, 27)).verdict == "fail"
+def test_tango_ci_contains_the_estimate_and_is_close_to_newcombe() -> None:
+    counts = PairedCounts(both_right=36, ref_only=12, cand_only=2, both_wrong=0)
+    lo, hi = tango_paired_ci(counts)
+    nlo, nhi = newcombe_paired_ci(counts)
+    assert lo < -0.2 < hi and abs(lo - nlo) < 0.02 and abs(hi - nhi) < 0.02
 
 
-def test_rules_101_items_is_judged() -> None:
-    assert flagrelease_rules(_counts(101, 30, 28)).verdict == "fail"
+def test_identical_answers_on_few_items_are_inconclusive_not_pass() -> None:
+    # 40 identical answers cannot vouch for a drop under the 2-point margin (42 % accuracy): no PASS.
+    out = decide_accuracy(_counts(40, 17, 17))
+    assert out.verdict == "retest" and out.items_needed and out.items_needed > 40
+    assert out.min_detectable_drop > out.margin
+    assert decide_accuracy(_counts(400, 170, 170)).verdict == "pass"
 
 
-def test_rules_pass_at_exactly_five_percent() -> None:
-    # 100 -> 95 of 100: 5 points absolute and 5 % relative, both at the limit
-    assert flagrelease_rules(_counts(100, 100, 95)).verdict == "pass"
-    assert flagrelease_rules(_counts(200, 200, 189)).verdict == "fail"  # 5.5 points
+def test_a_large_drop_fails_and_a_small_sample_of_it_is_inconclusive() -> None:
+    assert decide_accuracy(_counts(100, 60, 40)).verdict == "fail"
+    assert decide_accuracy(_counts(20, 10, 9)).verdict == "retest"
 
 
-def test_rules_improvement_passes_and_settings_apply() -> None:
-    up = PairedCounts(both_right=30, ref_only=0, cand_only=10, both_wrong=60)
-    assert flagrelease_rules(up).verdict == "pass"
-    strict = RuleSettings(max_abs_drop=0.0, max_rel_drop=0.0, noise_items=0)
-    assert flagrelease_rules(_counts(100, 50, 49), strict).verdict == "fail"
+def test_margin_is_the_tighter_of_the_two_flagrelease_limits() -> None:
+    assert decide_accuracy(_counts(400, 380, 380)).margin == pytest.approx(0.0475)
+    assert decide_accuracy(_counts(400, 100, 100)).margin == pytest.approx(0.0125)
+    strict = RuleSettings(max_abs_drop=0.01, max_rel_drop=1.0)
+    assert decide_accuracy(_counts(400, 380, 380), strict).margin == pytest.approx(0.01)
 
 
-def test_paired_counts_from_items() -> None:
-    c = PairedCounts.from_items([True, True, False, False], [True, False, True, False])
-    assert (c.both_right, c.ref_only, c.cand_only, c.both_wrong, c.n) == (1, 1, 1, 1, 4)
+def test_improvement_passes() -> None:
+    up = PairedCounts(both_right=300, ref_only=0, cand_only=40, both_wrong=60)
+    assert decide_accuracy(up).verdict == "pass"
+
+
+def test_min_detectable_drop_solves_connors_formula() -> None:
+    d = min_detectable_drop(200, 0.1)
+    za, zb = 1.959963984540054, 0.8416212335729143
+    n = (za * math.sqrt(0.1) + zb * math.sqrt(0.1 - d * d)) ** 2 / (d * d)
+    assert n == pytest.approx(200, rel=1e-3)
+    assert min_detectable_drop(800, 0.1) < d

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from stackcert.consistency.client import Generation, TokenStep
 from stackcert.consistency.tokens import (
+    PromptComparison,
     TokenSettings,
+    apply_fallback,
     compare_generations,
     degenerate,
     first_divergence,
@@ -21,7 +23,7 @@ def gen(tokens: list[str], tops: list[list[str]] | None = None, finish: str = "l
     return Generation(prompt="p", text="".join(tokens), finish_reason=finish, steps=steps)
 
 
-S = TokenSettings(early_tokens=3)
+S = TokenSettings()
 
 
 def test_first_divergence() -> None:
@@ -35,50 +37,51 @@ def test_identical() -> None:
     assert r.status == "identical" and r.divergence is None and r.matched_tokens == 6
 
 
-def test_late_divergence_within_topk_passes() -> None:
+def decided(ref: Generation, cand: Generation, s: TokenSettings = S) -> PromptComparison:
+    """The fallback rule's decision (what applies when a server cannot be cross-scored)."""
+    return apply_fallback(compare_generations(0, ref, cand, s), s, "test")
+
+
+def test_divergent_prompts_wait_for_a_judgement() -> None:
+    r = compare_generations(0, gen(list("abcdXf")), gen(list("abcdYf")), S)
+    assert r.rule == "pending" and r.divergence is not None and r.divergence.position == 4
+
+
+def test_one_side_ending_early_is_a_divergence_at_its_end() -> None:
+    r = compare_generations(0, gen(list("abcdef")), gen(list("abc"), finish="stop"), S)
+    assert r.divergence is not None and r.divergence.position == 3
+    assert r.divergence.reference_token == "d" and r.divergence.candidate_token is None
+    assert "candidate_truncated" in r.flags
+
+
+def test_fallback_mutual_near_tie_passes() -> None:
     ref = gen(list("abcdXf"), [["a"], ["b"], ["c"], ["d"], ["X", "Y"], ["f"]])
     cand = gen(list("abcdYg"), [["a"], ["b"], ["c"], ["d"], ["Y", "X"], ["g"]])
-    r = compare_generations(0, ref, cand, S)
-    assert r.status == "diverged_ok"
+    r = decided(ref, cand, TokenSettings(tie_margin=1.0))
+    assert r.status == "diverged_ok" and r.rule == "top_k_fallback"
     assert r.divergence is not None and r.divergence.position == 4
     assert r.divergence.reference_in_candidate_topk and r.divergence.candidate_in_reference_topk
 
 
-def test_late_divergence_outside_topk_fails() -> None:
+def test_fallback_outside_topk_fails() -> None:
     ref = gen(list("abcdXf"), [["a"], ["b"], ["c"], ["d"], ["X", "Z"], ["f"]])
     cand = gen(list("abcdYg"), [["a"], ["b"], ["c"], ["d"], ["Y", "X"], ["g"]])
-    r = compare_generations(0, ref, cand, S)
+    r = decided(ref, cand)
     assert r.status == "diverged_fail"
     assert r.divergence is not None and not r.divergence.candidate_in_reference_topk
 
 
-def test_early_divergence_fails_even_within_topk() -> None:
-    ref = gen(list("aXcd"), [["a"], ["X", "Y"], ["c"], ["d"]])
-    cand = gen(list("aYcd"), [["a"], ["Y", "X"], ["c"], ["d"]])
-    assert compare_generations(0, ref, cand, S).status == "early_divergence"
-    # position 3 with early_tokens=3 is no longer early
-    ref = gen(list("abcXe"), [["a"], ["b"], ["c"], ["X", "Y"], ["e"]])
-    cand = gen(list("abcYe"), [["a"], ["b"], ["c"], ["Y", "X"], ["e"]])
-    assert compare_generations(0, ref, cand, S).status == "diverged_ok"
-
-
 def test_empty_candidate_is_broken_and_flagged() -> None:
-    r = compare_generations(0, gen(list("abc")), gen([], finish="stop"), S)
+    r = decided(gen(list("abc")), gen([], finish="stop"))
     assert r.status == "broken_output"
     assert "candidate_empty" in r.flags
-
-
-def test_truncated_is_flagged_not_failed() -> None:
-    r = compare_generations(0, gen(list("abcdef")), gen(list("abc"), finish="stop"), S)
-    assert "candidate_truncated" in r.flags
-    assert r.status == "diverged_ok"
 
 
 def test_degenerate_candidate() -> None:
     loop = ["x", "y"] * 15
     assert degenerate(loop)
     assert not degenerate(list("abcdefghijklmnopqrstuvwxyz"))
-    r = compare_generations(0, gen(list("abcdefghijklmnopqrstuvwxyzABCD")), gen(loop), S)
+    r = decided(gen(list("abcdefghijklmnopqrstuvwxyzABCD")), gen(loop))
     assert "candidate_degenerate" in r.flags and r.status == "broken_output"
     # the same degeneration on both sides is the model, not the stack
     both = compare_generations(0, gen(loop), gen(loop), S)
@@ -88,17 +91,17 @@ def test_degenerate_candidate() -> None:
 def test_summary_counts() -> None:
     rows = [
         compare_generations(0, gen(list("abcd")), gen(list("abcd")), S),
-        compare_generations(1, gen(list("aXcd"), [["a"], ["X"], ["c"], ["d"]]), gen(list("aYcd")), S),
+        decided(gen(list("aXcd"), [["a"], ["X"], ["c"], ["d"]]), gen(list("aYcd"))),
     ]
     s = summarise(rows)
-    assert (s.prompts, s.identical, s.failed, s.status) == (2, 1, 1, "fail")
+    assert (s.prompts, s.identical, s.failed, s.fallback, s.status) == (2, 1, 1, 1, "fail")
 
 
 def _tie_step(token: str, other: str, gap: float) -> TokenStep:
     return TokenStep(token=token, logprob=-0.5, top={token: -0.5, other: -0.5 - gap})
 
 
-def test_early_near_tie_passes_only_within_the_tie_margin() -> None:
+def test_fallback_near_tie_passes_only_within_the_tie_margin() -> None:
     def pair(gap: float) -> tuple[Generation, Generation]:
         ref = Generation(
             prompt="p",
@@ -114,7 +117,7 @@ def test_early_near_tie_passes_only_within_the_tie_margin() -> None:
         )
         return ref, cand
 
-    assert compare_generations(0, *pair(0.125), S).status == "early_near_tie"
-    assert compare_generations(0, *pair(0.25), S).status == "early_divergence"
-    strict = TokenSettings(early_tokens=3, tie_margin=0)
-    assert compare_generations(0, *pair(0.04), strict).status == "early_divergence"
+    assert decided(*pair(0.125)).status == "diverged_ok"
+    assert decided(*pair(0.25)).status == "diverged_fail"
+    strict = TokenSettings(tie_margin=0)
+    assert decided(*pair(0.04), strict).status == "diverged_fail"

@@ -83,3 +83,39 @@ def test_endpoint_stack_needs_url(tmp_path: Path) -> None:
         resolve_stack(str(path))
     path.write_text("name: remote\nengine: endpoint\nurl: http://127.0.0.1:9\napi_key_env: KEY\n")
     assert resolve_stack(str(path)).url == "http://127.0.0.1:9"
+
+
+def test_engine_args_an_engine_does_not_support_are_refused_by_name() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from stackcert.config import StackSpec
+
+    ok = StackSpec(name="hf", engine="transformers", engine_args={"attn_implementation": "sdpa"})
+    assert ok.engine_args["attn_implementation"] == "sdpa"
+    with pytest.raises(ValidationError) as err:
+        StackSpec(name="hf", engine="transformers", engine_args={"tensor_parallel_size": 2})
+    text = str(err.value)
+    assert "tensor_parallel_size" in text and "attn_implementation" in text  # names the key and the choices
+    with pytest.raises(ValidationError, match="endpoint engine"):
+        StackSpec(name="e", engine="endpoint", url="http://127.0.0.1:1", engine_args={"dtype": "float32"})
+    # vLLM's keys pass through to vLLM, whose parser refuses unknown flags itself
+    assert StackSpec(name="v", engine="vllm", engine_args={"max_num_seqs": 4}).engine_args
+
+
+def test_a_refused_engine_arg_in_a_config_file_is_one_line_with_its_place(tmp_path: Path) -> None:
+    import pytest
+
+    from stackcert.errors import ConfigError
+    from stackcert.pipeline.config import load_run_config
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        "model: {source: demo}\nreference: a\ncandidate: b\nstacks:\n"
+        "  a: {name: a, engine: transformers}\n"
+        "  b: {name: b, engine: transformers, engine_args: {tensor_parallel_size: 8}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_run_config(cfg)
+    line = str(err.value)
+    assert "tensor_parallel_size" in line and "\n" not in line.strip()

@@ -78,3 +78,33 @@ def test_gates_turned_off_do_not_count() -> None:
 def test_candidate_cannot_serve_is_partial() -> None:
     v = decide(GateInputs(statuses=_all(candidate_serve=F), consistency=None, perf_ok=None))
     assert v.verdict is Verdict.PARTIAL and "cannot serve" in v.reasons[0]
+
+
+def test_consistency_reasons_name_the_prompt_and_numbers() -> None:
+    why = "prompt #3 'Once upon a time,' at token 5: diverged_fail by cross_score: ... 8.000 nats"
+    v = decide(
+        GateInputs(
+            statuses=_all(consistency=F),
+            consistency="fail",
+            consistency_reasons=[why],
+            perf_ok=True,
+            perf_ratio=1.0,
+        )
+    )
+    assert v.verdict == Verdict.PARTIAL and v.exit_code == 3
+    assert len(v.reasons) == 1 and why in v.reasons[0] and "failed" in v.reasons[0]
+
+
+def test_inconclusive_consistency_alone_advises_a_retest_with_its_reason() -> None:
+    why = "task accuracy: number_sequence ...: inconclusive at n=40; about 300 items would decide it"
+    v = decide(
+        GateInputs(
+            statuses=_all(consistency=F),
+            consistency="retest",
+            consistency_reasons=[why],
+            perf_ok=True,
+            perf_ratio=1.0,
+        )
+    )
+    assert v.verdict == Verdict.PARTIAL and v.retest and v.exit_code == 4
+    assert "inconclusive" in v.reasons[0] and "300 items" in v.reasons[0]

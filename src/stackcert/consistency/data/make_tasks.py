@@ -24,6 +24,23 @@ def arithmetic(name: str, op: str, n: int, lo: int, hi: int, seed: int) -> None:
             fh.write(json.dumps(row) + "\n")
 
 
+def number_sequence(name: str, n: int, seed: int) -> None:
+    """Continue a counting sequence ("37, 39, 41, 43," → 45): steps chosen so the demo model gets
+    most right (measured on Gemma-3-270M: steps +1/−1 ~95 %, +2/+10 ~80 %), which gives the accuracy
+    gate a wide margin (5 % of a high accuracy) and lets ~200 paired items decide it."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        step = rng.choice((1, 1, 2, 10, -1))
+        a = rng.randint(20, 900)
+        seq = ", ".join(str(a + step * k) for k in range(4)) + ","
+        rows.append({"id": f"{name}-{i}", "prompt": seq, "answer": str(a + 4 * step), "stop": [","]})
+    with (HERE / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row) + "\n")
+
+
 if __name__ == "__main__":
+    number_sequence("number_sequence", 800, seed=20261127)
     arithmetic("arithmetic_add", "+", 100, 2, 99, seed=20261122)
     arithmetic("arithmetic_mul", "*", 100, 2, 12, seed=20261123)

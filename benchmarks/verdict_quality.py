@@ -1,0 +1,300 @@
+"""Verdict quality from real runs: a confusion matrix of the consistency gate on two panels.
+
+    flock /tmp/stackcert-vllm.lock .venv/bin/python benchmarks/verdict_quality.py --panel equivalence
+    .venv/bin/python benchmarks/verdict_quality.py --panel fault        # transformers only, no vLLM
+    .venv/bin/python benchmarks/verdict_quality.py --analyse docs/results/verdict_quality.jsonl
+
+* equivalence panel (must PASS): stacks that compute the same model correctly — a vLLM-CPU server
+  against itself at several concurrencies, the demo's eager vs compiled (3 runs and 2 more
+  concurrencies), vLLM with other batching (max_num_seqs 2, prefix caching off) against each other,
+  and the float32 transformers engine against itself and with another attention implementation
+  (sdpa vs eager);
+* fault panel (must not PASS, culprit named): the demo model on the float32 transformers engine
+  against the same engine with the fault_ops TEST FIXTURE library, drift at 1e-3/1e-2/1e-1 on six
+  operators, NaN and a crash; each failing candidate is bisected and the culprit compared.
+
+Every comparison appends one JSON line to --out as soon as it ends (a crash keeps what was
+measured); the table is printed from that file. Sizes are the demo's consistency sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+OUT = Path("docs/results/verdict_quality.jsonl")
+DRIFT_OPS = ("mm", "add", "mul", "rsqrt", "gelu", "embedding")
+MAGNITUDES = (1e-3, 1e-2, 1e-1)
+
+
+def panel_options() -> Any:
+    """The demo preset's consistency options (what `stackcert run --preset demo` uses)."""
+    from stackcert.consistency import ConsistencyOptions
+    from stackcert.pipeline.config import from_preset
+
+    return ConsistencyOptions.model_validate(from_preset("demo").phases.consistency.options)
+
+
+def summary(result: Any) -> dict[str, Any]:
+    """What the table needs from one ConsistencyResult."""
+    tok, lp, tasks = result.tokens, result.logprobs, result.tasks
+    regrets = [
+        max(j.candidate_under_reference.max_regret, j.reference_under_candidate.max_regret)
+        for p in (tok.prompts if tok else [])
+        if (j := p.judgement) and j.candidate_under_reference and j.reference_under_candidate
+    ]
+    comp = lp.comparison if lp else None
+    return {
+        "status": result.status,
+        "tokens": tok.status if tok else None,
+        "logprobs": lp.status if lp else None,
+        "tasks": tasks.status if tasks else None,
+        "divergent": sum(p.status != "identical" for p in tok.prompts) if tok else 0,
+        "max_regret": max(regrets, default=0.0),
+        "mean_kl": comp.mean_kl if comp else None,
+        "top1_disagreement": 1 - comp.top1_agreement if comp else None,
+        "dlogprob_p99": comp.dlogprob_p99 if comp else None,
+        "dlogprob_max": comp.dlogprob_max if comp else None,
+        "checks": [c.model_dump(mode="json") for c in (lp.checks if lp else [])],
+        "texts": lp.texts if lp else 0,
+        "task_items": [t.items for t in tasks.tasks] if tasks else [],
+        "findings": [f.message[:400] for f in result.findings],
+    }
+
+
+def _append(out: Path, row: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row) + "\n")
+    print(f"  {row['panel']:<11} {row['name']:<34} {row['status']:<7} {row['seconds']:6.1f}s", flush=True)
+
+
+def _compare(ref: Any, cand: Any, model: Any, concurrency: int, work: Path) -> tuple[Any, float]:
+    from stackcert.consistency import run_consistency
+
+    opts = panel_options().model_copy(update={"concurrency": concurrency})
+    t0 = time.perf_counter()
+    res = run_consistency(ref, cand, model, options=opts, out_dir=work)
+    return res, time.perf_counter() - t0
+
+
+def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str]) -> None:
+    """Start the equivalent stacks once each and run every comparison of the panel."""
+    from stackcert.config import StackSpec
+    from stackcert.engines import launch_server
+    from stackcert.models import resolve_model
+    from stackcert.pipeline.config import from_preset
+
+    cfg = from_preset("demo")
+    model = resolve_model(cfg.model)
+    eager, compiled = cfg.stacks["eager"], cfg.stacks["compiled"]
+
+    def variant(name: str, **args: Any) -> StackSpec:
+        return eager.model_copy(update={"name": name, "engine_args": {**eager.engine_args, **args}})
+
+    stacks = {
+        "eager": eager,
+        "compiled": compiled,
+        "mns2": variant("mns2", max_num_seqs=2),
+        "noprefix": variant("noprefix", enable_prefix_caching=False),
+        "hf_sdpa": StackSpec(name="hf_sdpa", engine="transformers", engine_args={"dtype": "float32"}),
+        "hf_eager": StackSpec(
+            name="hf_eager",
+            engine="transformers",
+            engine_args={"dtype": "float32", "attn_implementation": "eager"},
+        ),
+    }
+    # Groups of comparisons with the stacks they need; vLLM-CPU servers take ~7 GB each here, so at
+    # most two run at once and the others are stopped between groups.
+    groups: list[list[tuple[str, str, int]]] = [
+        [("eager", "eager", c) for c in (1, 2, 4, 8, 16)]
+        + [("compiled", "compiled", 8)]
+        + [("eager", "compiled", 8)] * 3
+        + [("eager", "compiled", 1), ("eager", "compiled", 4)],
+        [("eager", "mns2", 8), ("mns2", "mns2", 8)],
+        [("eager", "noprefix", 8), ("eager", "noprefix", 4)],
+        [("hf_sdpa", "hf_sdpa", 1), ("hf_sdpa", "hf_sdpa", 4)]
+        + [("hf_sdpa", "hf_eager", c) for c in (1, 4, 8)],
+    ]
+    if only:
+        groups = [[p for p in g if {p[0], p[1]} <= only] for g in groups]
+    running: dict[str, tuple[Any, Any, ExitStack]] = {}
+    urls = dict(kv.split("=", 1) for kv in external) if external else {}
+    try:
+        for i_group, plan in enumerate(groups):
+            needed = {n for a, b, _ in plan for n in (a, b)}
+            for name in [n for n in running if n not in needed]:
+                running.pop(name)[2].close()
+            for name in sorted(needed - set(running), key=list(stacks).index):
+                spec = stacks[name]
+                m = model.model_copy(update={"dtype": "float32"}) if spec.engine == "transformers" else model
+                st = ExitStack()
+                t0 = time.perf_counter()
+                if name in urls:
+                    from stackcert.consistency.remote import UrlServer
+
+                    server: Any = UrlServer(name, urls[name], model.served_name)
+                else:
+                    server = st.enter_context(launch_server(spec, m, run_dir=work / name))
+                running[name] = (server, m, st)
+                print(f"  {name} up in {time.perf_counter() - t0:.0f}s", flush=True)
+            for i, (a, b, conc) in enumerate(plan):
+                ref, m, _ = running[a]
+                cand = running[b][0]
+                res, secs = _compare(ref, cand, m, conc, work / f"eq-{i_group}-{i}")
+                row = {"panel": "equivalence", "name": f"{a} vs {b} @c{conc}", "dtype": m.dtype}
+                _append(out, {**row, "seconds": secs, **summary(res)})
+    finally:
+        for _, _, st in running.values():
+            st.close()
+
+
+def faults(out: Path, work: Path, quick: bool) -> None:
+    """The fault panel on the float32 transformers engine: one faulty server per planted fault."""
+    from stackcert.config import OperatorSelection, load_preset
+    from stackcert.diagnose.probe import run_bisect
+    from stackcert.engines import launch_server
+    from stackcert.models import resolve_model
+
+    preset = load_preset("fault")
+    model = resolve_model(preset.model)
+    native, faulty = preset.stack("native"), preset.stack("faulty")
+    plan = [(op, f"drift:{m:g}") for op in DRIFT_OPS for m in MAGNITUDES]
+    plan += [("mul", "nan"), ("mm", "crash")]
+    if quick:
+        plan = [("gelu", "drift:0.1"), ("mul", "nan"), ("mm", "crash")]
+    with ExitStack() as st:
+        ref = st.enter_context(launch_server(native, model, run_dir=work / "native"))
+        for i, (op, fault) in enumerate(plan):
+            sel = OperatorSelection(library="fault_ops", faults={op: fault})
+            cand_spec = faulty.model_copy(update={"operators": sel})
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"panel": "fault", "name": f"{op}={fault}", "op": op, "fault": fault}
+            row["dtype"] = model.dtype
+            try:
+                with launch_server(cand_spec, model, run_dir=work / f"fault-{i}") as cand:
+                    res = _compare_only(ref, cand, model, work / f"fault-{i}" / "consistency")
+                row.update(summary(res))
+            except Exception as exc:  # the candidate cannot even serve: that is a (detected) failure
+                row.update({"status": "fail", "serve_error": str(exc)[:300], "findings": [str(exc)[:300]]})
+            row["consistency_s"] = time.perf_counter() - t0
+            culprits: list[str] = []
+            if row["status"] != "pass":
+                b0 = time.perf_counter()
+                bis = run_bisect(native, cand_spec, model, run_dir=work / f"fault-{i}", timeout_per_probe=120)
+                culprits = bis.culprits
+                row.update(
+                    {"bisect": bis.status, "probes": bis.probes_used, "bisect_s": time.perf_counter() - b0}
+                )
+            row["culprits"] = culprits
+            row["culprit_ok"] = culprits == [op]
+            row["seconds"] = time.perf_counter() - t0
+            _append(out, row)
+
+
+def _compare_only(ref: Any, cand: Any, model: Any, work: Path) -> Any:
+    from stackcert.consistency import run_consistency
+
+    return run_consistency(ref, cand, model, options=panel_options(), out_dir=work)
+
+
+def analyse(path: Path) -> None:
+    """Print the confusion matrix, the envelope and the fault detection table from the JSONL."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    eq = [r for r in rows if r["panel"] == "equivalence"]
+    fa = [r for r in rows if r["panel"] == "fault"]
+    print(f"\nverdict quality from {path} ({len(eq)} equivalent, {len(fa)} faulty comparisons)\n")
+    print("| panel | comparisons | PASS | inconclusive | FAIL |")
+    print("|---|---:|---:|---:|---:|")
+    for name, group in (("equivalence (must PASS)", eq), ("fault (must not PASS)", fa)):
+        n = len(group)
+        counts = [sum(r["status"] == s for r in group) for s in ("pass", "retest", "fail")]
+        print(f"| {name} | {n} | {counts[0]} | {counts[1]} | {counts[2]} |")
+    if eq:
+        false_alarms = sum(r["status"] == "fail" for r in eq)
+        not_pass = sum(r["status"] != "pass" for r in eq)
+        print(
+            f"\nfalse-alarm rate (FAIL on an equivalent pair): {false_alarms}/{len(eq)}; "
+            f"not PASS at all: {not_pass}/{len(eq)}"
+        )
+        print(
+            "\n| equivalent comparison | status | mean KL | top-1 dis. | p99 |Δlp| | max |Δlp| "
+            "| max regret | s |"
+        )
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
+        for r in eq:
+            print(
+                f"| {r['name']} | {r['status']} | {r['mean_kl']:.2e} | {r['top1_disagreement']:.4f} | "
+                f"{r['dlogprob_p99']:.3f} | {r['dlogprob_max']:.3f} | {r['max_regret']:.3f} | "
+                f"{r['seconds']:.0f} |"
+            )
+        for dtype in sorted({r["dtype"] for r in eq}):
+            grp = [r for r in eq if r["dtype"] == dtype]
+            env = {
+                k: max(r[k] or 0.0 for r in grp)
+                for k in ("mean_kl", "top1_disagreement", "dlogprob_p99", "dlogprob_max", "max_regret")
+            }
+            print(
+                f"\nenvelope {dtype} (max over {len(grp)}): "
+                + ", ".join(f"{k} {v:.4g}" for k, v in env.items())
+            )
+    if fa:
+        print("\n| fault | status | tokens/logprobs/tasks | mean KL | p99 |Δlp| | culprits | probes | s |")
+        print("|---|---|---|---:|---:|---|---:|---:|")
+        for r in fa:
+            kl = f"{r['mean_kl']:.2e}" if r.get("mean_kl") is not None else "–"
+            p99 = f"{r['dlogprob_p99']:.3f}" if r.get("dlogprob_p99") is not None else "–"
+            phases = f"{r.get('tokens')}/{r.get('logprobs')}/{r.get('tasks')}"
+            print(
+                f"| {r['name']} | {r['status']} | {phases} | {kl} | {p99} | "
+                f"{','.join(r.get('culprits') or []) or '–'} | {r.get('probes', '–')} | {r['seconds']:.0f} |"
+            )
+        print("\n| fault kind | magnitude | detected (not PASS) | culprit named |")
+        print("|---|---|---:|---:|")
+        kinds: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for r in fa:
+            kind, _, mag = r["fault"].partition(":")
+            kinds.setdefault((kind, mag or "-"), []).append(r)
+        for (kind, mag), grp in sorted(kinds.items()):
+            det = sum(r["status"] != "pass" for r in grp)
+            cul = sum(bool(r.get("culprit_ok")) for r in grp)
+            print(f"| {kind} | {mag} | {det}/{len(grp)} | {cul}/{len(grp)} |")
+        print("\nsmallest detected drift per operator:")
+        for op in sorted({r["op"] for r in fa if r["fault"].startswith("drift")}):
+            mags = sorted(
+                float(r["fault"].split(":")[1])
+                for r in fa
+                if r["op"] == op and r["fault"].startswith("drift") and r["status"] != "pass"
+            )
+            print(f"  {op}: {mags[0]:g}" if mags else f"  {op}: none detected (inside the envelope)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--panel", choices=("equivalence", "fault", "all"), default="all")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/stackcert-verdict-quality"))
+    ap.add_argument("--only", help="equivalence: only comparisons among these stacks (comma list)")
+    ap.add_argument("--url", action="append", help="use a running server for a stack: NAME=URL")
+    ap.add_argument("--quick", action="store_true", help="fault: three faults only")
+    ap.add_argument("--analyse", type=Path, help="only print the table of an earlier JSONL")
+    args = ap.parse_args()
+    if args.analyse:
+        analyse(args.analyse)
+        return 0
+    only = set(args.only.split(",")) if args.only else None
+    if args.panel in ("equivalence", "all"):
+        equivalence(args.out, args.work, only, args.url or [])
+    if args.panel in ("fault", "all"):
+        faults(args.out, args.work, args.quick)
+    analyse(args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
