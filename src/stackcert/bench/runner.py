@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from stackcert.answers import LIMITS, BadAnswer, clean, loads, mib, model_ids
+from stackcert.answers import LIMITS, BadAnswer, clean, json_content, loads, mib, model_ids
 from stackcert.bench import datasets
 from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session
 from stackcert.bench.datasets import TokenizerLike
@@ -34,16 +34,19 @@ def machine_is_cpu() -> bool:
     return shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists()
 
 
-async def server_models(base_url: str, api_key: str | None = None) -> list[dict[str, Any]]:
+async def server_models(
+    base_url: str, api_key: str | None = None, *, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
     """GET /v1/models (vLLM lists `max_model_len` there); a broken answer is an EngineError."""
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     url = f"{base_url.rstrip('/')}/v1/models"
     try:
         async with (
             aiohttp.ClientSession(headers=headers) as s,
-            s.get(url, timeout=aiohttp.ClientTimeout(total=30)) as r,
+            s.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r,
         ):
             r.raise_for_status()
+            json_content(r.headers.get("Content-Type", ""), "GET /v1/models")
             raw = await r.content.read(LIMITS.json_body + 1)
         if len(raw) > LIMITS.json_body:
             raise BadAnswer(f"answer body over the {mib(LIMITS.json_body)} limit")

@@ -16,6 +16,7 @@ from tests.unit.fuzz.corpus import GOOD, MODEL
 
 from stackcert.bench.client import ClientConfig, RequestSpec, make_session, send_request
 from stackcert.bench.records import RequestRecord
+from stackcert.bench.runner import server_models
 from stackcert.bench.transport import bench_loop
 from stackcert.config import StackSpec
 from stackcert.consistency.client import CompletionsClient
@@ -85,6 +86,14 @@ def _consistency(logprobs: bool) -> Callable[[str], Result]:
     return drive
 
 
+def bench_models(url: str) -> Result:
+    try:
+        cards = asyncio.run(server_models(url, timeout_s=TIMEOUT_S))
+    except EngineError as exc:
+        return False, exc.one_line()
+    return MODEL in [c.get("id") for c in cards], "model not listed"
+
+
 def readiness(url: str) -> Result:
     with httpx.Client(trust_env=False) as client:
         return serves_model(client, url, MODEL, TIMEOUT_S), ""
@@ -109,5 +118,6 @@ CLIENTS: dict[str, tuple[str, Callable[[str, Path], Result]]] = {
     "consistency": ("json", lambda url, _: _consistency(False)(url)),
     "consistency_logprobs": ("json_logprobs", lambda url, _: _consistency(True)(url)),
     "readiness": ("models", lambda url, _: readiness(url)),
+    "bench_models": ("models", lambda url, _: bench_models(url)),
     "endpoint": ("models", endpoint),
 }
