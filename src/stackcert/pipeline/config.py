@@ -200,6 +200,10 @@ def check_phase_options(config: RunConfig) -> None:
         from stackcert.consistency.options import ConsistencyOptions
 
         _prefixed(ConsistencyOptions, phases.consistency.options, ("phases", "consistency", "options"))
+        if config.gates.consistency:  # merged into the tolerance by the consistency step
+            tolerance = {**phases.consistency.options.get("tolerance", {}), **config.gates.consistency}
+            merged = {**phases.consistency.options, "tolerance": tolerance}
+            _prefixed(ConsistencyOptions, merged, ("gates", "consistency"), strip=("tolerance",))
     except ImportError:
         pass
     try:
@@ -212,12 +216,18 @@ def check_phase_options(config: RunConfig) -> None:
             _prefixed(Profile, merged, ("phases", "bench", "options"))
 
 
-def _prefixed(model: Any, data: dict[str, Any], prefix: tuple[str, ...]) -> None:
+def _prefixed(
+    model: Any, data: dict[str, Any], prefix: tuple[str, ...], *, strip: tuple[str, ...] = ()
+) -> None:
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        errors = [{**e, "loc": (*prefix, *e["loc"])} for e in exc.errors()]
+        errors = [{**e, "loc": (*prefix, *_strip(tuple(e["loc"]), strip))} for e in exc.errors()]
         raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
+
+
+def _strip(loc: tuple[Any, ...], head: tuple[str, ...]) -> tuple[Any, ...]:
+    return loc[len(head) :] if head and loc[: len(head)] == head else loc
 
 
 def _at_least(options: dict[str, Any], prefix: tuple[str | int, ...]) -> None:

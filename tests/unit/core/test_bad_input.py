@@ -74,6 +74,7 @@ CONFIG_CASES = {
     "bench num_prompts 0": ("phases: {bench: {options: {num_prompts: 0}}}", "num_prompts"),
     "bench num_prompts -3": ("phases: {bench: {options: {num_prompts: -3}}}", "num_prompts"),
     "bench unknown profile": ("phases: {bench: {profiles: [nosuch]}}", "nosuch"),
+    "gate alpha 0.9": ("gates: {consistency: {alpha: 0.9}}", "gates.consistency.alpha"),
     "consistency concurrency 0": ("phases: {consistency: {options: {concurrency: 0}}}", "concurrency"),
     "consistency max_tokens -5": (
         "phases: {consistency: {options: {tokens: {max_tokens: -5}}}}",
