@@ -21,7 +21,7 @@ from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
 from stackcert.pipeline.config import from_preset, load_run_config
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.preflight import preflight
+from stackcert.pipeline.preflight import preflight, redaction_note
 from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
 from stackcert.report.safe import plain
@@ -188,6 +188,9 @@ def run_command(
         cfg = from_preset(preset) if preset else load_run_config(config)  # type: ignore[arg-type]
         preflight(cfg)  # bad input: one line and exit 2 before a run folder or an engine exists
         cfg, ledger = new_run(cfg, run_dir)
+        note = redaction_note(cfg)
+        if note:
+            err_console.print(f"[dim]note: {note}[/]", highlight=False)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if want_json(json_out):

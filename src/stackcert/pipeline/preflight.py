@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from stackcert.config import StackSpec
 from stackcert.errors import ConfigError, UsageError
 from stackcert.pipeline.config import RunConfig
+from stackcert.secrets import looks_secret
 
 
 def preflight(config: RunConfig) -> None:
@@ -31,6 +32,18 @@ def preflight(config: RunConfig) -> None:
             )
     for role in ("reference", "candidate"):
         check_stack(config.stacks[getattr(config, role)], where=f"stacks.{getattr(config, role)}")
+
+
+def redaction_note(config: RunConfig) -> str | None:
+    """One line naming the secrets of the config that run files will show as `<redacted>`."""
+    names = []
+    for stack in config.stacks.values():
+        names += [f"{k} (stack {stack.name})" for k, v in stack.env.items() if v and looks_secret(k)]
+        if stack.url and "@" in urlsplit(stack.url).netloc:
+            names.append(f"the key in the URL of stack {stack.name}")
+    if not names:
+        return None
+    return "secrets are redacted from every file of the run folder: " + ", ".join(names)
 
 
 def check_stack(stack: StackSpec, *, where: str) -> None:

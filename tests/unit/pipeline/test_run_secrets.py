@@ -73,3 +73,11 @@ def test_redaction_rules() -> None:
     finally:
         forget_key("http://10.0.0.1:8000")
     assert redact({"output_tokens": 5, "max_tokens": 3}) == {"output_tokens": 5, "max_tokens": 3}
+
+
+def test_the_user_is_told_what_is_redacted(tmp_path: Path) -> None:
+    from stackcert.pipeline.preflight import redaction_note
+
+    note = redaction_note(_config(tmp_path))  # type: ignore[arg-type]
+    assert note is not None and "HF_TOKEN" in note and "URL" in note
+    assert SECRET_ENV not in note and URL_KEY not in note
