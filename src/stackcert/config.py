@@ -160,11 +160,17 @@ def load_preset_file(path: Path) -> Preset:
     return load_model_file(path, Preset)
 
 
+ROLES = ("reference", "candidate")
+
+
 def resolve_stack(name_or_file: str, preset: str = "demo") -> StackSpec:
-    """`NAME` from the preset, or a YAML file holding one stack."""
+    """`NAME` from the preset, a role of the preset (`reference`, `candidate`), or a stack YAML file."""
     candidate = Path(name_or_file)
     if name_or_file.endswith((".yaml", ".yml")):
         if not candidate.exists():
             raise ConfigError(f"stack file not found: {candidate}", fix="check the path")
         return load_model_file(candidate, StackSpec)
-    return load_preset(preset).stack(name_or_file)
+    loaded = load_preset(preset)
+    if name_or_file in ROLES and name_or_file not in loaded.stacks:
+        return loaded.stack(getattr(loaded, name_or_file))
+    return loaded.stack(name_or_file)

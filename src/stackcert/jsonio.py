@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from stackcert import SCHEMA_VERSION, __version__
+from stackcert.secrets import redact, scrub_text
+
+PRIVATE_DIR = 0o700  # run folders hold model output, logs and configs: the owner's only
 
 
 def now_iso() -> str:
@@ -45,13 +48,25 @@ def dumps(data: Any, *, indent: int | None = 2) -> str:
     return json.dumps(data, indent=indent, default=_default, ensure_ascii=False)
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by the owner only (0700)."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    path.chmod(PRIVATE_DIR)
+    return path
+
+
 def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write then rename, so a reader never sees half a file and a crash never loses the old one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write then rename, so a reader never sees half a file and a crash never loses the old one.
+
+    The file is created 0600, and every secret is redacted first (`stackcert.secrets.redact`).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    text = dumps(redact(json.loads(dumps(data, indent=None))))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(dumps(data))
+        # (a lone surrogate from a server's text must not lose the whole file)
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(text)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -64,11 +79,17 @@ def write_json_atomic(path: Path, data: Any) -> Path:
 
 def append_jsonl(path: Path, record: Any) -> None:
     """Append one record and flush, so a crash keeps every record written before it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(dumps(record, indent=None))
+    with open_private_append(path) as fh:
+        fh.write(scrub_text(dumps(record, indent=None)))
         fh.write("\n")
         fh.flush()
+
+
+def open_private_append(path: Path) -> Any:
+    """Open a text file for appending, created 0600 (secrets and model output stay the owner's)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    return os.fdopen(fd, "a", encoding="utf-8", errors="backslashreplace")
 
 
 def read_json(path: Path) -> Any:

@@ -59,6 +59,14 @@ def line_of(lines: LineMap, loc: tuple[str | int, ...]) -> int | None:
     return None
 
 
+_RANGE = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", "≥"),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "≤"),
+}
+
+
 def validation_error(exc: ValidationError, path: Path, lines: LineMap) -> ConfigError:
     """Turn the first pydantic error into one line naming the key and the line."""
     err = exc.errors()[0]
@@ -71,6 +79,9 @@ def validation_error(exc: ValidationError, path: Path, lines: LineMap) -> Config
         what, fix = f"unknown key '{key}'", "remove it or check its spelling (see docs/config.md)"
     elif kind == "missing":
         what, fix = f"missing required key '{key}'", f"add '{loc[-1]}:' (see docs/config.md)"
+    elif kind in _RANGE:
+        limit = (err.get("ctx") or {}).get(_RANGE[kind][0])
+        what, fix = f"bad value for '{key}': {err['msg']}", f"use a value {_RANGE[kind][1]} {limit}"
     else:
         what, fix = f"bad value for '{key}': {err['msg']}", "see docs/config.md for the expected type"
     extra = len(exc.errors()) - 1

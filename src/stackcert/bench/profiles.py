@@ -40,6 +40,10 @@ class Profile(BaseModel):
     goodput_ms: dict[Literal["ttft", "tpot", "e2el"], float] = Field(default_factory=dict)
     seed: int = 0
     timeout_s: float = Field(600.0, gt=0)
+    from_file: bool = Field(
+        False,
+        description="written by the user: scaled only to max_model_len (and then said so), never to the host",
+    )
     scaled_from: dict[str, Any] | None = None
     scale_reason: str | None = None
 
@@ -250,7 +254,7 @@ def resolve_profile(name_or_file: str) -> list[Profile]:
         path = Path(name_or_file)
         if not path.exists():
             raise ConfigError(f"profile file not found: {path}", fix="check the path")
-        return load_model_file(path, ProfileFile).profiles
+        return [p.model_copy(update={"from_file": True}) for p in load_model_file(path, ProfileFile).profiles]
     name = ALIASES.get(name_or_file, name_or_file)
     if name in GROUPS:
         return [BUILTIN[member].model_copy(deep=True) for member in GROUPS[name]]

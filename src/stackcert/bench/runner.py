@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from stackcert.answers import LIMITS, BadAnswer, clean, json_content, loads, mib, model_ids
 from stackcert.bench import datasets
 from stackcert.bench.client import ClientConfig, RequestSpec, build_body, make_session
 from stackcert.bench.datasets import TokenizerLike
@@ -25,6 +26,7 @@ from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
 from stackcert.jsonio import envelope, now_iso, write_json_atomic
 from stackcert.progress import NullProgress, Progress
+from stackcert.secrets import key_for, redact_url
 from stackcert.status import Status
 
 
@@ -32,19 +34,37 @@ def machine_is_cpu() -> bool:
     return shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists()
 
 
-async def server_models(base_url: str) -> list[dict[str, Any]]:
-    """GET /v1/models (vLLM lists `max_model_len` there)."""
+async def server_models(
+    base_url: str, api_key: str | None = None, *, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """GET /v1/models (vLLM lists `max_model_len` there); a broken answer is an EngineError."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    url = f"{base_url.rstrip('/')}/v1/models"
     try:
         async with (
-            aiohttp.ClientSession() as s,
-            s.get(f"{base_url.rstrip('/')}/v1/models", timeout=aiohttp.ClientTimeout(total=30)) as r,
+            aiohttp.ClientSession(headers=headers) as s,
+            s.get(url, timeout=aiohttp.ClientTimeout(total=timeout_s)) as r,
         ):
             r.raise_for_status()
-            return list((await r.json()).get("data", []))
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            json_content(r.headers.get("Content-Type", ""), "GET /v1/models")
+            raw = await r.content.read(LIMITS.json_body + 1)
+        if len(raw) > LIMITS.json_body:
+            raise BadAnswer(f"answer body over the {mib(LIMITS.json_body)} limit")
+        data = loads(raw, "GET /v1/models")
+        model_ids(data)  # type-checks the cards
+        return [dict(card) for card in data["data"]]
+    except (aiohttp.ClientError, TimeoutError, ValueError, BadAnswer) as exc:
         raise EngineError(
-            f"no OpenAI server answers: {exc}", where=base_url, fix="start the server or check --url"
+            f"no OpenAI server answers: {clean(str(exc), 300)}",
+            where=redact_url(base_url),
+            fix="start the server or check --url",
         ) from None
+
+
+def local_engine(server: Server | None) -> bool:
+    """Whether stackcert started this server on this host (not a URL, not an endpoint stack)."""
+    info = getattr(server, "info", None)
+    return info is not None and getattr(info, "launcher", "url") not in ("", "url")
 
 
 def build_specs(
@@ -149,7 +169,8 @@ async def run_bench_async(
     prog = progress or NullProgress()
     srv = None if isinstance(server, str) else server
     base_url = server if isinstance(server, str) else server.base_url
-    cards = await server_models(base_url)
+    api_key = api_key or key_for(base_url)  # a keyed endpoint stack (stackcert.secrets)
+    cards = await server_models(base_url, api_key)
     ids = [str(c.get("id")) for c in cards]
     wanted = srv.served_model if srv else (model.served_name if isinstance(model, ModelRef) else None)
     served = wanted if wanted in ids or (srv and wanted) else (ids[0] if ids else wanted or "")
@@ -157,7 +178,10 @@ async def run_bench_async(
     tok_path = str(model.tokenizer if isinstance(model, ModelRef) else getattr(model, "path", model))
     max_len = card.get("max_model_len") or (model.max_model_len if isinstance(model, ModelRef) else None)
     if limits is None:
-        limits = ScaleLimits.cpu(max_len) if machine_is_cpu() else ScaleLimits(max_model_len=max_len)
+        # Only an engine this host runs says anything about this host's limits: a --url or endpoint
+        # server may be a GPU cluster, and its profile is the user's to size.
+        local_cpu = machine_is_cpu() and local_engine(srv)
+        limits = ScaleLimits.cpu(max_len) if local_cpu else ScaleLimits(max_model_len=max_len)
     tok = model if isinstance(model, TokenizerLike) else datasets.load_tokenizer(tok_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     writer = RecordWriter(out_dir / "requests.jsonl")
@@ -196,7 +220,8 @@ async def _run_profiles(
     result: BenchResult,
 ) -> None:
     for raw in profiles:
-        profile = scale_profile(raw, limits)
+        own = ScaleLimits(max_model_len=limits.max_model_len) if raw.from_file else limits
+        profile = scale_profile(raw, own)
         result.profiles.append(profile.model_dump(mode="json"))
         if profile.scaled_from:
             prog.on_message(profile.name, f"scaled: {profile.scale_reason}")

@@ -15,20 +15,17 @@ the other sockets' chunks wait to be read and are stamped late. Here:
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import gc
 import ipaddress
 import socket
 import ssl
 import struct
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
+from stackcert.bench import http1
+from stackcert.bench.http1 import DONE_GRACE_S, Exchange, StreamResponse, TransportError
+from stackcert.bench.loop import Turnstile, bench_loop, gc_paused
 
 # Linux's SO_TIMESTAMPNS (the socket module does not export it); the control message has the same type.
 SO_TIMESTAMPNS = 35
@@ -37,144 +34,10 @@ READ_SIZE = 1 << 20  # long contexts and big usage chunks fit in one read
 CMSG_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 
 
-class TransportError(Exception):
-    """The connection failed or broke; `response` holds what had arrived before."""
-
-    def __init__(self, message: str, response: StreamResponse | None = None) -> None:
-        super().__init__(message)
-        self.response = response
+WATCH_EVERY_S = 1.0
 
 
-@dataclass
-class StreamResponse:
-    status: int = 0
-    reason: str = ""
-    keep_alive: bool = True
-    sent: float = 0.0  # when the request was written (time.perf_counter)
-    lines: list[bytes] = field(default_factory=list)  # SSE lines ...
-    stamps: list[float] = field(default_factory=list)  # ... and their arrival times (no tuples: no GC work)
-    body: list[bytes] = field(default_factory=list)  # the body of a non-200 answer
-    tail: bytes = b""  # an unterminated last line
-    tail_stamp: float = 0.0
-    complete: bool = False
-    kernel_stamps: int = 0  # reads stamped by the kernel (the others: at the read)
-
-    @property
-    def started(self) -> bool:
-        return self.status != 0
-
-
-class Turnstile:
-    """Lets one waiter through per event-loop iteration.
-
-    With hundreds of streams, answers end (and new requests go out) in bursts: run all at once, a
-    burst holds the loop for milliseconds. Through a turnstile each iteration does one such piece
-    of work and then polls the sockets again.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._scheduled = False
-
-    async def turn(self) -> None:
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        if not self._scheduled:
-            self._scheduled = True
-            fut.get_loop().call_soon(self._admit)
-        await fut
-
-    def _admit(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():  # a cancelled waiter gives its turn to the next one
-                fut.set_result(None)
-                break
-        if self._waiters:
-            asyncio.get_running_loop().call_soon(self._admit)  # runs in the next iteration
-        else:
-            self._scheduled = False
-
-
-class _Exchange:
-    """One request/answer at a time on one connection: the httptools callbacks, I/O left to subclasses."""
-
-    def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
-        self.response = StreamResponse()
-        self.done: asyncio.Future[StreamResponse] | None = None
-        self.closed = False
-        self.now = 0.0  # arrival stamp of the bytes being parsed
-
-    async def exchange(self, request: bytes) -> StreamResponse:
-        self.response = StreamResponse()
-        self.parser = httptools.HttpResponseParser(self)
-        self.done = asyncio.get_running_loop().create_future()
-        self.response.sent = time.perf_counter()
-        await self.send(request)
-        return await self.done
-
-    async def send(self, request: bytes) -> None:
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        raise NotImplementedError
-
-    def feed(self, data: bytes, stamp: float) -> None:
-        self.now = stamp
-        if self.parser is None:
-            return  # bytes outside a request: ignored (the connection is not reused after an error)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.fail("unexpected protocol upgrade")
-        except httptools.HttpParserError as exc:
-            self.fail(f"bad HTTP response: {exc}")
-
-    def lost(self, exc: BaseException | None) -> None:
-        self.closed = True
-        if self.done is not None and not self.done.done():
-            # (a body that the server ends by closing is judged by the client: complete if it had [DONE])
-            self.fail(f"server closed the connection{f': {exc}' if exc else ''}")
-
-    def fail(self, message: str) -> None:
-        self.parser = None
-        if self.done is not None and not self.done.done():
-            self.done.set_exception(TransportError(message, self.response))
-        self.abort()
-
-    # -- httptools callbacks -------------------------------------------------------------------
-    def on_status(self, status: bytes) -> None:
-        self.response.reason += status.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        assert self.parser is not None
-        self.response.status = self.parser.get_status_code()
-        self.response.keep_alive = self.parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        resp = self.response
-        if resp.status != 200:
-            resp.body.append(body)
-            return
-        now = self.now
-        if b"\n" not in body:
-            resp.tail += body
-            resp.tail_stamp = now
-            return
-        *lines, resp.tail = (resp.tail + body).split(b"\n")
-        resp.lines += lines
-        resp.stamps += [now] * len(lines)
-        resp.tail_stamp = now
-
-    def on_message_complete(self) -> None:
-        self.response.complete = True
-        self.parser = None
-        if self.done is not None and not self.done.done():
-            self.done.set_result(self.response)
-
-
-class _SocketConnection(_Exchange):
+class _SocketConnection(Exchange):
     """Plain HTTP over a non-blocking socket read with recvmsg: each read comes with the kernel's
     receive time of its (last) packet, turned from CLOCK_REALTIME into time.perf_counter."""
 
@@ -186,6 +49,7 @@ class _SocketConnection(_Exchange):
         self.loop = asyncio.get_running_loop()
         self.offset_ns = 0  # CLOCK_REALTIME - CLOCK_MONOTONIC, sampled at every send
         self.loop.add_reader(sock.fileno(), self._readable)
+        self._watchdog: asyncio.TimerHandle | None = None
 
     @classmethod
     async def open(cls, host: str, port: int, buffer: memoryview) -> _SocketConnection:
@@ -220,6 +84,8 @@ class _SocketConnection(_Exchange):
 
     async def send(self, request: bytes) -> None:
         self.offset_ns = time.time_ns() - time.perf_counter_ns()
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(WATCH_EVERY_S, self._watch)
         try:
             try:  # a request fits the socket buffer: sent at once, no future, no loop round
                 sent = self.sock.send(request)
@@ -255,7 +121,22 @@ class _SocketConnection(_Exchange):
             return
         self.feed(bytes(self.buffer[:size]), stamp)
 
+    def _watch(self) -> None:
+        """Read once in a while during an exchange: libuv reports a reset socket as an error to
+        uvloop, which then never calls the reader, and the request would wait for its timeout."""
+        self._watchdog = None
+        if self.closed or self.sock.fileno() < 0:
+            return
+        if self.done is None or self.done.done():
+            return  # idle: the next send() starts watching again
+        self._readable()
+        if not self.closed:
+            self._watchdog = self.loop.call_later(WATCH_EVERY_S, self._watch)
+
     def _close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.sock.fileno() >= 0:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -265,7 +146,7 @@ class _SocketConnection(_Exchange):
         self._close()
 
 
-class _TransportConnection(_Exchange, asyncio.Protocol):
+class _TransportConnection(Exchange, asyncio.Protocol):
     """TLS (or any asyncio transport): stamped when the bytes reach the protocol."""
 
     def __init__(self) -> None:
@@ -313,9 +194,9 @@ class StreamPool:
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._head = f"Host: {host_header}\r\nAccept: text/event-stream\r\n{extra}".encode("latin-1")
         self.connect_timeout_s = connect_timeout_s
-        self._idle: list[_Exchange] = []
+        self._idle: list[Exchange] = []
         self._slots = asyncio.Semaphore(max(1, size))
-        self._open: set[_Exchange] = set()
+        self._open: set[Exchange] = set()
         self._buffer = memoryview(bytearray(READ_SIZE))
         self.sends = Turnstile()  # one request written per loop iteration
         self.finishes = Turnstile()  # one answer parsed per loop iteration (the client's own use)
@@ -350,11 +231,16 @@ class StreamPool:
                 conn, reused = await self._connection()
                 await self.sends.turn()
                 try:
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(deadline) as limit:
+                        conn.on_done_line = lambda: _shorten(limit, http1.DONE_GRACE_S)
                         resp = await conn.exchange(request)
                 except TimeoutError:
                     self._discard(conn)
-                    raise TransportError(f"timed out after {timeout_s:g} s", conn.response) from None
+                    if conn.response.done_seen:
+                        message = f"the body did not end within {http1.DONE_GRACE_S:g} s after [DONE]"
+                    else:
+                        message = f"timed out after {timeout_s:g} s"
+                    raise TransportError(message, conn.response, timed_out=True) from None
                 except TransportError as exc:
                     self._discard(conn)
                     stale = reused and exc.response is not None and not exc.response.started
@@ -371,7 +257,7 @@ class StreamPool:
                 return resp
         raise AssertionError("unreachable")
 
-    async def _connection(self) -> tuple[_Exchange, bool]:
+    async def _connection(self) -> tuple[Exchange, bool]:
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
@@ -389,7 +275,7 @@ class StreamPool:
         self._open.add(conn)
         return conn, False
 
-    async def _open_connection(self) -> _Exchange:
+    async def _open_connection(self) -> Exchange:
         if self.ssl is None:
             return await _SocketConnection.open(self.host, self.port, self._buffer)
         loop: Any = asyncio.get_running_loop()
@@ -398,30 +284,25 @@ class StreamPool:
         )
         return conn
 
-    def _discard(self, conn: _Exchange) -> None:
+    def _discard(self, conn: Exchange) -> None:
         self._open.discard(conn)
         conn.abort()
 
 
-@contextlib.contextmanager
-def gc_paused() -> Iterator[None]:
-    """No garbage collection while a load runs (as timeit does): a full collection over the
-    records of a thousand streams stops the loop for tens of milliseconds. Collected afterwards."""
-    was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-        gc.collect()
+def _shorten(limit: asyncio.Timeout, seconds: float) -> None:
+    """Move a pending timeout closer: to `seconds` from now, unless it is due sooner."""
+    when = asyncio.get_running_loop().time() + seconds
+    current = limit.when()
+    if current is None or when < current:
+        limit.reschedule(when)
 
 
-def bench_loop() -> asyncio.AbstractEventLoop:
-    """The event loop the benchmark runs on: libuv's (uvloop) where installed, asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+__all__ = [
+    "DONE_GRACE_S",
+    "StreamPool",
+    "StreamResponse",
+    "TransportError",
+    "Turnstile",
+    "bench_loop",
+    "gc_paused",
+]

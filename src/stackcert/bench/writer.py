@@ -7,7 +7,8 @@ import contextlib
 from pathlib import Path
 
 from stackcert.bench.records import RequestRecord
-from stackcert.jsonio import dumps
+from stackcert.jsonio import dumps, open_private_append
+from stackcert.secrets import scrub_text
 
 FLUSH_EVERY_S = 0.25
 
@@ -37,9 +38,9 @@ class RecordWriter:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        with self.path.open("a", encoding="utf-8") as fh:
+        with open_private_append(self.path) as fh:
             for rec in batch:
-                fh.write(dumps(rec.model_dump(mode="json"), indent=None) + "\n")
+                fh.write(scrub_text(dumps(rec.model_dump(mode="json"), indent=None)) + "\n")
             fh.flush()
         self.count += len(batch)
 

@@ -109,6 +109,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(getattr(exc, "exit_code", ExitCode.USAGE)))
     except Exception as exc:  # anything unforeseen: one line here, the traceback in a crash log
         where = _crash_log(exc)
+        if STATE.json or "--json" in (argv if argv is not None else sys.argv):  # scripts get JSON too
+            error = {  # the shape of StackcertError.to_dict
+                "error": "InternalError",
+                "what": f"{type(exc).__name__}: {exc}",
+                "where": where,
+                "fix": "please report it",
+                "exit_code": int(ExitCode.FAIL),
+            }
+            sys.stdout.write(dumps(error) + "\n")
         err_console.print(
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc} — details in {where}; "
             "please report it",

@@ -90,13 +90,15 @@ def bisect_command(
     ] = None,
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Where bisect.json goes.")] = None,
     timeout_per_probe: Annotated[
-        float, typer.Option("--timeout-per-probe", help="Seconds per probe.")
+        float, typer.Option("--timeout-per-probe", help="Seconds per probe.", min=0.1)
     ] = 120.0,
     max_new_tokens: Annotated[
-        int, typer.Option("--max-new-tokens", help="Greedy tokens of the reference.")
+        int, typer.Option("--max-new-tokens", help="Greedy tokens of the reference.", min=1)
     ] = 8,
-    tol: Annotated[float | None, typer.Option("--tol", help="Largest |Δ log-prob| that passes.")] = None,
-    max_probes: Annotated[int | None, typer.Option("--max-probes", help="Probe budget.")] = None,
+    tol: Annotated[
+        float | None, typer.Option("--tol", help="Largest |Δ log-prob| that passes.", min=0)
+    ] = None,
+    max_probes: Annotated[int | None, typer.Option("--max-probes", help="Probe budget.", min=1)] = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Find the operators whose exclusion makes the candidate match the reference."""

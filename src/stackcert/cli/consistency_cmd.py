@@ -79,27 +79,32 @@ def consistency(
     lmeval_include: Annotated[
         Path | None, Opt("--lmeval-include", help="Folder of lm-eval task YAMLs.")
     ] = None,
-    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.")] = None,
+    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.", min=1)] = None,
     phase: Annotated[list[str] | None, Opt("--phase", help="tokens | logprobs | tasks (repeatable).")] = None,
-    max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.")] = 64,
-    top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.")] = 5,
+    max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.", min=1)] = 64,
+    top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.", min=1)] = 5,
     tie_margin: Annotated[
-        float, Opt("--tie-margin", help="Fallback rule (no cross-scoring): near ties within this many nats.")
+        float,
+        Opt("--tie-margin", help="Fallback rule (no cross-scoring): near ties within this many nats.", min=0),
     ] = 0.125,
-    score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.")] = 10,
-    sharegpt: Annotated[int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).")] = 8,
-    token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.")] = 256,
+    score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.", min=1)] = 10,
+    sharegpt: Annotated[
+        int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).", min=0)
+    ] = 8,
+    token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.", min=1)] = 256,
     max_texts: Annotated[
-        int, Opt("--max-texts", help="ShareGPT texts scored at most while a check is inconclusive.")
+        int, Opt("--max-texts", help="ShareGPT texts scored at most while a check is inconclusive.", min=1)
     ] = 32,
-    margin: Annotated[float, Opt("--margin", help="Limits ≥ this × the equivalence envelope.")] = 1.5,
-    noise_multiple: Annotated[float, Opt("--noise-multiple", help="Limits ≥ this × the noise.")] = 3.0,
+    margin: Annotated[float, Opt("--margin", help="Limits ≥ this × the equivalence envelope.", min=0)] = 1.5,
+    noise_multiple: Annotated[float, Opt("--noise-multiple", help="Limits ≥ this × the noise.", min=0)] = 3.0,
     max_kl: Annotated[float | None, Opt("--max-kl", help="Fixed mean-KL limit (ignores the floor).")] = None,
-    task_limit: Annotated[int, Opt("--task-limit", help="Start with the first N items of each task.")] = 100,
+    task_limit: Annotated[
+        int, Opt("--task-limit", help="Start with the first N items of each task.", min=1)
+    ] = 100,
     task_budget: Annotated[
-        int, Opt("--task-budget", help="Items at most per task while inconclusive.")
+        int, Opt("--task-budget", help="Items at most per task while inconclusive.", min=1)
     ] = 400,
-    concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.")] = 8,
+    concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.", min=1)] = 8,
     reference_url: Annotated[str | None, Opt("--reference-url", help="Use a running server.")] = None,
     candidate_url: Annotated[str | None, Opt("--candidate-url", help="Use a running server.")] = None,
     served_model: Annotated[str | None, Opt("--served-model", help="Model name the URLs serve.")] = None,

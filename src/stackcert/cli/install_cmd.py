@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -144,7 +145,10 @@ def install_command(
         )
         raise typer.Exit(int(ExitCode.PASS if gate.passed else ExitCode.FAIL))
     host = probe_host(accelerators=vendor is None)
+    # --plan installs nothing, so it writes nothing either: the probe's log goes to a temp folder.
+    scratch = tempfile.TemporaryDirectory(prefix="stackcert-plan-") if not apply else None
     ctx = make_context(
+        probe_log=Path(scratch.name) / "target.log" if scratch else None,
         host=host,
         vendor=_vendor(vendor, host.vendor),
         python=target,
@@ -155,6 +159,8 @@ def install_command(
         network_timeout=network_timeout,
     )
     plan = plan_install(stack, ctx, load_wheel_table(wheel_table))
+    if scratch is not None:
+        scratch.cleanup()
     if not apply:
         emit(
             envelope("install-plan", plan.model_dump(mode="json")),

@@ -21,8 +21,10 @@ from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
 from stackcert.pipeline.config import from_preset, load_run_config
 from stackcert.pipeline.ledger import Ledger
+from stackcert.pipeline.preflight import preflight, redaction_note
 from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
+from stackcert.report.safe import plain
 
 _ICON = {
     "pending": "[dim]·[/]",
@@ -110,7 +112,7 @@ class LiveProgress:
             else:
                 secs = rec.duration_s or 0.0
             shown = f"{secs:6.1f}s" if rec.status.value != "pending" else ""
-            note = rec.reason or self.messages.get(rec.id, "")
+            note = plain(rec.reason or self.messages.get(rec.id, ""), 300)  # no escape sequences
             # Text, not markup: reasons quote log lines that may hold [brackets].
             table.add_row(
                 _ICON.get(status, "?"),
@@ -139,7 +141,7 @@ def _summary(report: dict[str, Any]) -> None:
             Text(rec.get("id", "")),
             Text(status, style=_STYLE.get(status, "")),
             f"{dur:.1f}s" if isinstance(dur, int | float) else "–",
-            Text(rec.get("reason", "")),
+            Text(plain(rec.get("reason", ""), 300)),
         )
     console.print(table)
     verdict = report.get("verdict", {})
@@ -149,7 +151,7 @@ def _summary(report: dict[str, Any]) -> None:
         f"{verdict.get('recommended')} · engine starts: {report.get('engine_starts')}"
     )
     for reason in verdict.get("reasons", []):
-        console.print(Text(f"  - {reason}"))
+        console.print(Text(f"  - {plain(reason, 300)}"))
     run_dir = Path(report.get("run_dir", "."))
     console.print(f"Report: {run_dir / 'report.html'}  {run_dir / 'report.md'}  {run_dir / 'report.json'}")
 
@@ -175,6 +177,7 @@ def run_command(
                 fix="the resumed run keeps the config it was started with",
             )
         cfg, ledger = resume_run(resume)
+        preflight(cfg)
     else:
         if bool(preset) == bool(config):
             raise UsageError(
@@ -183,7 +186,11 @@ def run_command(
                 fix="e.g. stackcert run --preset demo",
             )
         cfg = from_preset(preset) if preset else load_run_config(config)  # type: ignore[arg-type]
+        preflight(cfg)  # bad input: one line and exit 2 before a run folder or an engine exists
         cfg, ledger = new_run(cfg, run_dir)
+        note = redaction_note(cfg)
+        if note:
+            err_console.print(f"[dim]note: {note}[/]", highlight=False)
     previous = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if want_json(json_out):

@@ -18,6 +18,7 @@ from stackcert.cli.model_cmd import RichProgress
 from stackcert.config import ModelSpec, Preset, load_preset
 from stackcert.engines.base import ModelRef
 from stackcert.errors import ExitCode
+from stackcert.jsonio import private_dir
 from stackcert.progress import NullProgress, Progress
 
 STYLE = {"pass": "green", "fail": "red", "crash": "bold red", "timeout": "yellow", "skipped": "dim"}
@@ -33,7 +34,8 @@ NoOfflineOpt = Annotated[bool, typer.Option("--no-offline", help="Skip Phase A (
 
 
 def default_run_dir(kind: str) -> Path:
-    return Path("runs") / f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    """A new run folder under runs/, created 0700 (it will hold logs, answers and configs)."""
+    return private_dir(Path("runs") / f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
 
 
 def resolve_cli_model(preset: Preset, model_path: Path | None) -> ModelRef:

@@ -57,8 +57,14 @@ def render_verify(data: dict[str, Any]) -> None:
 
 @app.command("verify")
 def verify(
-    reference: Annotated[str, typer.Option("--reference", help="Reference stack (name or YAML file).")],
-    candidate: Annotated[str, typer.Option("--candidate", help="Candidate stack (name or YAML file).")],
+    reference: Annotated[
+        str | None,
+        typer.Option("--reference", help="Reference stack (name or YAML file; default: the preset's)."),
+    ] = None,
+    candidate: Annotated[
+        str | None,
+        typer.Option("--candidate", help="Candidate stack (name or YAML file; default: the preset's)."),
+    ] = None,
     preset: PresetOpt = "demo",
     model: ModelOpt = None,
     run_dir: RunDirOpt = None,
@@ -74,7 +80,9 @@ def verify(
     from stackcert.smoke.verify import flagrelease_export, run_verify
 
     loaded = load_preset(preset)
-    ref_spec, cand_spec = resolve_stack(reference, preset), resolve_stack(candidate, preset)
+    # (the preset names its roles: `verify --preset demo` needs no more)
+    ref_spec = resolve_stack(reference or "reference", preset)
+    cand_spec = resolve_stack(candidate or "candidate", preset)
     model_ref = resolve_cli_model(loaded, model)
     folder = run_dir or default_run_dir("verify")
     with cli_progress(json_out) as progress:

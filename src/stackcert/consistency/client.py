@@ -14,12 +14,32 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, Field
 
+from stackcert.answers import (
+    LIMITS,
+    BadAnswer,
+    aread_capped,
+    as_dict,
+    as_list,
+    check_usage,
+    clean,
+    first_choice,
+    json_content,
+    loads,
+    most_tokens,
+    opt_logprob,
+    opt_str,
+    safe_str,
+)
+from stackcert.diagnose.findings import Component, Finding, Layer
+from stackcert.diagnose.signature import signature
 from stackcert.errors import EngineError
+from stackcert.secrets import auth_headers
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 Key = str  # "id:N" when the server gave token ids, else the token string itself
+_SLOW_FIX = "check the server log; raise the consistency timeout_s if the server is just slow"
 
 
 class TokenStep(BaseModel):
@@ -50,27 +70,65 @@ def _key(token: str) -> Key:
     return "id:" + token.removeprefix("token_id:") if token.startswith("token_id:") else token
 
 
+class MalformedAnswer(EngineError):
+    """The server answered something that is not a valid completions answer (the reason says why)."""
+
+    def __init__(self, what: str, *, where: str) -> None:
+        super().__init__(what, where=where, fix="the server is broken: see its log")
+        self.findings = [
+            Finding(
+                step="consistency",
+                phase="request",
+                layer=Layer.L5_SERVING,
+                component=Component.UNKNOWN,
+                category="malformed_answer",
+                signature=signature("malformed_answer", None, what.split(":")[0]),
+                message=f"{where}: {what}",
+            )
+        ]
+
+
 def parse_logprobs(block: Any, where: str) -> list[TokenStep]:
-    """The legacy completions `logprobs` block → steps. Raises NoLogprobs when it is missing."""
+    """The legacy completions `logprobs` block → steps. Raises NoLogprobs when it is missing,
+    MalformedAnswer when a field has the wrong type or a log-prob is no log-probability."""
     if not isinstance(block, dict) or not block.get("tokens"):
         raise NoLogprobs(
             "the server returned no log-probs",
             where=where,
             fix="use an engine whose /v1/completions returns logprobs (vLLM, the transformers engine)",
         )
-    tokens = block["tokens"]
-    lps = block.get("token_logprobs") or [None] * len(tokens)
-    tops = block.get("top_logprobs") or [None] * len(tokens)
+    try:
+        return _steps(block)
+    except BadAnswer as exc:
+        raise MalformedAnswer(f"malformed logprobs: {exc}", where=where) from None
+
+
+def _steps(block: dict[str, Any]) -> list[TokenStep]:
+    tokens = as_list(block["tokens"], "logprobs.tokens")
+    lps = as_list(block.get("token_logprobs") or [None] * len(tokens), "logprobs.token_logprobs")
+    tops = as_list(block.get("top_logprobs") or [None] * len(tokens), "logprobs.top_logprobs")
     steps = []
-    for tok, lp, top in zip(tokens, lps, tops, strict=False):
+    for i, (tok, lp, top) in enumerate(zip(tokens, lps, tops, strict=False)):
+        if not isinstance(tok, str):
+            raise BadAnswer(f"logprobs.tokens[{i}] is not a string")
+        alternatives = as_dict(top, f"logprobs.top_logprobs[{i}]") if top is not None else {}
         steps.append(
             TokenStep(
-                token=_key(str(tok)),
-                logprob=None if lp is None else float(lp),
-                top={_key(str(k)): float(v) for k, v in (top or {}).items()},
+                token=_key(safe_str(tok)),
+                logprob=opt_logprob(lp, f"logprobs.token_logprobs[{i}]"),
+                top={
+                    _key(safe_str(k)): _number(opt_logprob(v, f"logprobs.top_logprobs[{i}][{k[:20]!r}]"))
+                    for k, v in alternatives.items()
+                },
             )
         )
     return steps
+
+
+def _number(value: float | None) -> float:
+    if value is None:
+        raise BadAnswer("a top log-prob is null")
+    return value
 
 
 async def gather_bounded(
@@ -99,7 +157,12 @@ class CompletionsClient:
         self.url = base_url.rstrip("/") + "/v1/completions"
         self.model = model
         self.token_ids = token_ids
-        self._http = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=64))
+        self.timeout_s = timeout_s  # the whole answer, not one read: a server may drip bytes
+        self._http = httpx.AsyncClient(
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=64),
+            headers=auth_headers(self.url),  # a keyed endpoint's key (stackcert.secrets)
+        )
 
     async def __aenter__(self) -> CompletionsClient:
         return self
@@ -112,19 +175,47 @@ class CompletionsClient:
         if self.token_ids:
             body["return_tokens_as_token_ids"] = True
         try:
-            resp = await self._http.post(self.url, json=body)
+            status, raw = await self._exchange(body)
         except httpx.HTTPError as exc:
             raise EngineError(f"request failed: {type(exc).__name__}: {exc}", where=self.url) from exc
-        if resp.status_code >= 400:
+        except TimeoutError:
             raise EngineError(
-                f"server answered HTTP {resp.status_code}: {resp.text[:300]}",
+                f"no complete answer within {self.timeout_s:g} s", where=self.url, fix=_SLOW_FIX
+            ) from None
+        except BadAnswer as exc:
+            raise MalformedAnswer(str(exc), where=self.url) from None
+        if status >= 400:
+            text = raw[: LIMITS.error_body].decode("utf-8", "replace")
+            raise EngineError(
+                f"server answered HTTP {status}: {clean(text, 300)}",
                 where=self.url,
                 fix="check the server log; the request may ask for more log-probs than the server allows",
             )
-        data: dict[str, Any] = resp.json()
-        if not data.get("choices"):
-            raise EngineError("server answered without choices", where=self.url)
+        try:
+            data = as_dict(loads(raw, "completions answer"), "completions answer")
+            choice = first_choice(data, "completions answer")
+            most = most_tokens(int(body.get("max_tokens") or 1))
+            check_usage(data.get("usage"), "completions answer: usage", most_completion=most)
+            opt_str(choice.get("text"), "choices[0].text")
+            opt_str(choice.get("finish_reason"), "choices[0].finish_reason")
+        except BadAnswer as exc:
+            raise MalformedAnswer(str(exc), where=self.url) from None
         return data
+
+    async def _exchange(self, body: dict[str, Any]) -> tuple[int, bytes]:
+        """POST under one total deadline; the body read up to LIMITS.json_body."""
+        async with asyncio.timeout(self.timeout_s):
+            async with self._http.stream("POST", self.url, json=body) as resp:
+                if resp.status_code < 400:
+                    json_content(resp.headers.get("content-type", ""), "completions answer")
+                cap = LIMITS.error_body if resp.status_code >= 400 else LIMITS.json_body
+                try:
+                    raw = await aread_capped(resp, cap)
+                except BadAnswer:
+                    if resp.status_code < 400:
+                        raise
+                    raw = b"(an error body over the limit)"
+                return resp.status_code, raw
 
     async def generate(
         self, prompt: str, *, max_tokens: int, top_k: int | None, stop: list[str] | None = None
@@ -136,13 +227,14 @@ class CompletionsClient:
         if stop:
             body["stop"] = stop
         choice = (await self._post(body))["choices"][0]
-        text = choice.get("text") or ""
+        text = safe_str(choice.get("text") or "")
         steps: list[TokenStep] = []
         if top_k is not None:
             block = choice.get("logprobs")
             if block is None or text:
                 steps = parse_logprobs(block, self.url)
-        return Generation(prompt=prompt, text=text, finish_reason=choice.get("finish_reason"), steps=steps)
+        finish = choice.get("finish_reason")
+        return Generation(prompt=prompt, text=text, finish_reason=finish and clean(finish, 40), steps=steps)
 
     async def score(self, text: str, *, top_k: int) -> Scored:
         """Teacher-forced log-probs of every token of `text` (echo + logprobs, one generated token)."""
@@ -157,8 +249,8 @@ class CompletionsClient:
 
 def _prompt_len(data: dict[str, Any], steps: list[TokenStep]) -> int:
     """How many echoed steps are the prompt: usage.prompt_tokens, else all but the one generated token."""
-    usage = data.get("usage") or {}
-    n = usage.get("prompt_tokens")
+    usage = data.get("usage")
+    n = usage.get("prompt_tokens") if isinstance(usage, dict) else None
     return int(n) if isinstance(n, int) and 0 < n <= len(steps) else max(1, len(steps) - 1)
 
 

@@ -18,6 +18,7 @@ from stackcert.consistency.tasks import TaskComparison, compare_paired
 from stackcert.engines.base import ModelRef
 from stackcert.engines.process import run_command
 from stackcert.errors import EngineError, UsageError
+from stackcert.secrets import key_for
 
 if TYPE_CHECKING:
     from stackcert.consistency.options import ConsistencyOptions
@@ -116,7 +117,11 @@ def run_lmeval(
         num_concurrent=opts.concurrency,
     )
     log = out / "lm_eval.log"
-    done = run_command(argv, timeout=opts.timeout_s, log_path=log, env=offline_env())
+    env = offline_env()
+    key = key_for(completions_url)
+    if key:  # lm-eval's local-completions sends OPENAI_API_KEY as its Bearer token
+        env["OPENAI_API_KEY"] = key
+    done = run_command(argv, timeout=opts.timeout_s, log_path=log, env=env)
     if done.timed_out or done.returncode != 0:
         tail = log.read_text(errors="replace").splitlines()[-3:] if log.exists() else []
         raise EngineError(

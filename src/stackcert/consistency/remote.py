@@ -8,6 +8,7 @@ import httpx
 
 from stackcert.config import StackSpec
 from stackcert.diagnose.findings import Finding
+from stackcert.secrets import auth_headers
 
 
 class UrlServer:
@@ -21,7 +22,8 @@ class UrlServer:
 
     def alive(self) -> bool:
         try:
-            return httpx.get(self.base_url + "/v1/models", timeout=5.0).status_code == 200
+            url = self.base_url + "/v1/models"
+            return httpx.get(url, timeout=5.0, headers=auth_headers(url)).status_code == 200
         except httpx.HTTPError:
             return False
 

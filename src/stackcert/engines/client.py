@@ -10,6 +10,7 @@ from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.diagnose.signature import signature
 from stackcert.engines.base import Server
 from stackcert.errors import EngineError
+from stackcert.secrets import auth_headers
 
 
 class RequestError(EngineError):
@@ -26,7 +27,7 @@ class RequestError(EngineError):
 def request_headers(server: Server) -> dict[str, str]:
     """Headers a request to this server needs (the endpoint engine's Bearer key; nothing otherwise)."""
     headers = getattr(server, "headers", None)
-    return dict(headers) if isinstance(headers, dict) else {}
+    return dict(headers) if isinstance(headers, dict) else auth_headers(server.base_url)
 
 
 def post_json(

@@ -1,24 +1,30 @@
 """The endpoint engine: a server someone else runs, given by URL; we only check and use it.
 
-The API key is read from the variable named by `stack.api_key_env` and sent as a Bearer token.
-It lives only in memory: never in repr, ServerInfo, server.json or logs.
+The API key is read from the variable named by `stack.api_key_env` (or taken from the password of
+the URL, `http://user:KEY@host`) and sent as a Bearer token on every request of every client: it is
+registered for the server's origin in `stackcert.secrets` while the stack is connected. It lives only
+in memory: never in repr, ServerInfo, server.json, logs or reports.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
+from stackcert.answers import LIMITS, BadAnswer, clean, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
 from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.diagnose.signature import signature
 from stackcert.engines.base import EngineStartError, ModelRef, ServerInfo, ServerTimeouts
 from stackcert.errors import ExitCode
 from stackcert.jsonio import envelope, write_json_atomic
+from stackcert.secrets import forget_key, register_key
 
 
 def _finding(category: str, message: str, layer: Layer = Layer.L5_SERVING) -> Finding:
@@ -38,11 +44,11 @@ class EndpointServer:
 
     def __init__(self, stack: StackSpec, served_model: str, api_key: str | None) -> None:
         self.stack = stack
-        url = (stack.url or "").rstrip("/")
+        url, url_key = split_userinfo((stack.url or "").rstrip("/"))
         self.base_url = url.removesuffix("/v1")
         self.served_model = served_model
         self.log_path: Path | None = None
-        self.__key = api_key
+        self.__key = api_key or url_key
         self.info = ServerInfo(
             stack=stack.name,
             engine="endpoint",
@@ -55,12 +61,17 @@ class EndpointServer:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.__key}"} if self.__key else {}
 
+    @property
+    def key(self) -> str | None:
+        """The key (in memory only)."""
+        return self.__key
+
     def alive(self) -> bool:
         try:
-            r = httpx.get(f"{self.base_url}/v1/models", headers=self.headers, timeout=10)
-        except httpx.HTTPError:
+            list_models(self.base_url, self.headers, 10)
+        except (httpx.HTTPError, BadAnswer, TimeoutError):
             return False
-        return r.status_code == 200
+        return True
 
     def findings(self) -> list[Finding]:
         return []
@@ -89,10 +100,28 @@ def read_key(stack: StackSpec) -> str | None:
     return key
 
 
+def split_userinfo(url: str) -> tuple[str, str | None]:
+    """(the URL without `user:password@`, the password or else the user name as a key)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    user, _, password = userinfo.partition(":")
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment)), (
+        unquote(password or user) or None
+    )
+
+
 def list_models(base_url: str, headers: dict[str, str], timeout: float) -> list[str]:
-    r = httpx.get(f"{base_url}/v1/models", headers=headers, timeout=timeout)
-    r.raise_for_status()
-    return [str(m.get("id")) for m in r.json().get("data", [])]
+    """The model ids `GET /v1/models` lists: HTTPError, BadAnswer (malformed, oversized) or
+    TimeoutError (the whole answer took longer than `timeout`)."""
+    deadline = time.monotonic() + timeout
+    url = f"{base_url}/v1/models"
+    with httpx.Client(timeout=timeout) as client, client.stream("GET", url, headers=headers) as r:
+        r.raise_for_status()
+        json_content(r.headers.get("content-type", ""), "GET /v1/models")
+        raw = read_capped(r, LIMITS.json_body, deadline)
+    return model_ids(loads(raw, "GET /v1/models"))
 
 
 @contextlib.contextmanager
@@ -102,10 +131,13 @@ def connect(
     server = EndpointServer(stack, model.served_name, read_key(stack))
     try:
         ids = list_models(server.base_url, server.headers, timeouts.request)
-    except (httpx.HTTPError, ValueError) as exc:
+    except (httpx.HTTPError, BadAnswer, TimeoutError, ValueError) as exc:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         category = "auth_error" if status in (401, 403) else "unreachable"
-        f = _finding(category, f"GET {server.base_url}/v1/models failed: {type(exc).__name__}: {exc}")
+        if isinstance(exc, BadAnswer):
+            category = "bad_response"
+        detail = clean(str(exc) or "no complete answer in time", 300)
+        f = _finding(category, f"GET {server.base_url}/v1/models failed: {type(exc).__name__}: {detail}")
         raise EngineStartError(
             f"{stack.name}: {f.located()}",
             findings=[f],
@@ -125,4 +157,8 @@ def connect(
         wanted = ids[0]  # the only model there: the endpoint names it its own way
     server.served_model = server.info.served_model = wanted
     write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
-    yield server
+    register_key(server.base_url, server.key)
+    try:
+        yield server
+    finally:
+        forget_key(server.base_url)

@@ -58,10 +58,11 @@ class ManagedProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         read_end, write_end = os.pipe()
         os.set_inheritable(read_end, True)
-        log = self.log_path.open("ab")
+        # 0600: an engine log may echo its environment (keys of the stack's env)
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "stackcert.engines.guard", "--", *self.argv],

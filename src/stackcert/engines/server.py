@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from stackcert.answers import LIMITS, BadAnswer, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
 from stackcert.diagnose.classify import match_rule
 from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
@@ -25,6 +26,7 @@ from stackcert.diagnose.logscan import fatal_line, read_lines, scan_log
 from stackcert.diagnose.signature import signature, strip_log_prefix
 from stackcert.engines.base import EngineStartError, ServerInfo, ServerTimeouts
 from stackcert.engines.process import ManagedProcess
+from stackcert.errors import ExitCode
 from stackcert.progress import NullProgress, Progress
 
 STEP = "launch"
@@ -50,6 +52,46 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def require_free_port(stack: StackSpec) -> None:
+    """A port the stack fixes (engine_args.port) must be free now: found before the model loads,
+    not after (a taken port used to show up only once the engine had loaded its weights)."""
+    forced = stack.engine_args.get("port")
+    if not forced:
+        return
+    try:
+        port = int(forced)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 < port < 65536:
+        _usage(stack, f"engine_args.port {forced!r} is not a port number", "use 1-65535, or drop it")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            _usage(
+                stack,
+                f"port {port} (engine_args.port) is already in use",
+                "free the port, or drop engine_args.port and let stackcert pick a free one",
+            )
+
+
+def _usage(stack: StackSpec, message: str, fix: str) -> None:
+    finding = Finding(
+        step=STEP,
+        phase="starting",
+        layer=Layer.L5_SERVING,
+        component=Component.UNKNOWN,
+        category="port_in_use" if "in use" in message else "bad_arg",
+        signature=signature("port", None, message),
+        message=message,
+    )
+    err = EngineStartError(
+        f"{stack.name}: {message}", findings=[finding], where=f"stacks.{stack.name}", fix=fix
+    )
+    err.exit_code = ExitCode.USAGE
+    raise err
 
 
 def event_finding(
@@ -149,17 +191,8 @@ class ProcessServer:
         self._proc.stop(grace=self.timeouts.stop_grace)
 
     def models_listed(self, client: httpx.Client) -> bool:
-        try:
-            r = client.get(f"{self.base_url}/v1/models", timeout=min(5.0, self.timeouts.request))
-        except httpx.HTTPError:
-            return False
-        if r.status_code != 200:
-            return False
-        try:
-            ids = [m.get("id") for m in r.json().get("data", [])]
-        except (ValueError, AttributeError):
-            return False
-        return self.served_model in ids
+        """Whether `GET /v1/models` lists the served model; any broken or slow answer is a 'no'."""
+        return serves_model(client, self.base_url, self.served_model, min(5.0, self.timeouts.request))
 
     def start(self) -> ProcessServer:
         """Start the process and wait until it serves; on failure stop it and raise EngineStartError."""
@@ -284,6 +317,20 @@ _FIXES = {
 
 def _fix_for(category: str) -> str:
     return _FIXES.get(category, "see the server log")
+
+
+def serves_model(client: httpx.Client, base_url: str, served_model: str, timeout: float) -> bool:
+    """Readiness: the answer of `GET /v1/models` (bounded in size and time) lists `served_model`."""
+    deadline = time.monotonic() + timeout
+    try:
+        with client.stream("GET", f"{base_url}/v1/models", timeout=timeout) as r:
+            if r.status_code != 200:
+                return False
+            json_content(r.headers.get("content-type", ""), "GET /v1/models")
+            ids = model_ids(loads(read_capped(r, LIMITS.json_body, deadline), "GET /v1/models"))
+    except (httpx.HTTPError, BadAnswer, TimeoutError):
+        return False
+    return served_model in ids
 
 
 def substitute_port(argv: Sequence[str], port: int) -> list[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import ModelRef, ServerTimeouts
-from stackcert.engines.server import ProcessServer, free_port, phase_rules, substitute_port
+from stackcert.engines.server import ProcessServer, free_port, phase_rules, require_free_port, substitute_port
 from stackcert.jsonio import envelope, read_json, write_json_atomic
 from stackcert.progress import Progress
 
@@ -83,6 +83,7 @@ def serve(
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
 ) -> Iterator[ProcessServer]:
+    require_free_port(stack)
     port = int(stack.engine_args.get("port") or free_port())
     argv = substitute_port(command, port) if command else server_argv(stack, model, port, run_dir)
     log_path = run_dir / "server.log"

@@ -25,6 +25,7 @@ from stackcert.engines.server import (
     event_finding,
     free_port,
     phase_rules,
+    require_free_port,
     substitute_port,
 )
 from stackcert.jsonio import envelope, write_json_atomic
@@ -155,6 +156,7 @@ def serve(
     engine: str = "vllm",
 ) -> Iterator[ProcessServer]:
     """Start a vLLM server (or `command`, a test override with `{port}` placeholders) and stop it on exit."""
+    require_free_port(stack)
     forced = stack.engine_args.get("port")
     log_path = run_dir / "server.log"
     attempts = 1 if forced else PORT_RETRIES

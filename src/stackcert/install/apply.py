@@ -57,6 +57,7 @@ def make_context(
     wheel_dir: Path | None = None,
     probe_network: bool = True,
     network_timeout: float = 3.0,
+    probe_log: Path | None = None,
 ) -> PlanContext:
     """Ask the target interpreter for its Python version and its protected packages' versions."""
     python = Path(os.path.abspath(python))
@@ -64,7 +65,8 @@ def make_context(
         raise UsageError(
             f"Python interpreter not found: {python}", where="--python", fix="give an existing python"
         )
-    version, pins = target_info(python, protect, timeout=60.0, log_path=run_dir / "install" / "target.log")
+    log = probe_log or run_dir / "install" / "target.log"
+    version, pins = target_info(python, protect, timeout=60.0, log_path=log)
     host = host.model_copy(update={"python": version})
     return PlanContext(
         host=host,

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from stackcert.config import ModelSpec, StackSpec, Strict, load_preset
 from stackcert.errors import ConfigError, UsageError
-from stackcert.yamlio import load_model_file
+from stackcert.yamlio import load_model_file, load_yaml, validation_error
 
 
 class TargetSpec(Strict):
@@ -161,8 +161,100 @@ def _low_memory(stack: StackSpec) -> StackSpec:
 
 
 def load_run_config(path: Path) -> RunConfig:
+    """A RunConfig from YAML, every phase option checked too: bad input stops here, before any engine."""
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, not a config file", where=str(path), fix="give a YAML file")
     config = load_model_file(path, RunConfig)
     config.target.require_supported()
+    try:
+        check_phase_options(config)
+    except ValidationError as exc:
+        _, lines = load_yaml(path)
+        raise validation_error(exc, path, lines) from None
     return config
+
+
+# Option names any phase library takes, and the smallest sane value (the libraries own their models).
+_AT_LEAST = {
+    "timeout_s": 1e-9,
+    "request_timeout_s": 1e-9,
+    "concurrency": 1,
+    "max_tokens": 1,
+    "task_max_tokens": 1,
+    "token_budget": 1,
+    "score_top_k": 1,
+    "top_k": 1,
+    "num_prompts": 1,
+    "sharegpt_texts": 0,
+    "task_limit": 1,
+    "lmeval_limit": 1,
+}
+
+
+def check_phase_options(config: RunConfig) -> None:
+    """Validate `phases.*.options` against the phase libraries' own option models (pydantic
+    ValidationError with the full key path), so a bad value fails the run before it starts."""
+    phases = config.phases
+    _at_least(phases.smoke.options, ("phases", "smoke", "options"))
+    _at_least(phases.consistency.options, ("phases", "consistency", "options"))
+    _at_least(phases.bench.options, ("phases", "bench", "options"))
+    try:
+        from stackcert.smoke.models import SmokeOptions
+
+        _prefixed(SmokeOptions, phases.smoke.options, ("phases", "smoke", "options"))
+    except ImportError:  # an optional library that is missing: its step says so
+        pass
+    try:
+        from stackcert.consistency.options import ConsistencyOptions
+
+        _prefixed(ConsistencyOptions, phases.consistency.options, ("phases", "consistency", "options"))
+        if config.gates.consistency:  # merged into the tolerance by the consistency step
+            tolerance = {**phases.consistency.options.get("tolerance", {}), **config.gates.consistency}
+            merged = {**phases.consistency.options, "tolerance": tolerance}
+            _prefixed(ConsistencyOptions, merged, ("gates", "consistency"), strip=("tolerance",))
+    except ImportError:
+        pass
+    try:
+        from stackcert.bench.profiles import Profile, resolve_profile
+    except ImportError:
+        return
+    for name in phases.bench.profiles:
+        for profile in resolve_profile(name):
+            merged = {**profile.model_dump(), **phases.bench.options}
+            _prefixed(Profile, merged, ("phases", "bench", "options"))
+
+
+def _prefixed(
+    model: Any, data: dict[str, Any], prefix: tuple[str, ...], *, strip: tuple[str, ...] = ()
+) -> None:
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        errors = [{**e, "loc": (*prefix, *_strip(tuple(e["loc"]), strip))} for e in exc.errors()]
+        raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
+
+
+def _strip(loc: tuple[Any, ...], head: tuple[str, ...]) -> tuple[Any, ...]:
+    return loc[len(head) :] if head and loc[: len(head)] == head else loc
+
+
+def _at_least(options: dict[str, Any], prefix: tuple[str | int, ...]) -> None:
+    for key, value in options.items():
+        if isinstance(value, dict):
+            _at_least(value, (*prefix, key))
+            continue
+        low = _AT_LEAST.get(key)
+        numbers = value if isinstance(value, list) else [value]
+        if low is None or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+            continue
+        bad = [v for v in numbers if v < low]
+        if bad:
+            error = {
+                "type": "greater_than_equal",
+                "loc": (*prefix, key),
+                "input": bad[0],
+                "ctx": {"ge": low if low >= 1 else 0},
+            }
+            if low < 1 and low > 0:
+                error = {"type": "greater_than", "loc": (*prefix, key), "input": bad[0], "ctx": {"gt": 0}}
+            raise ValidationError.from_exception_data("phase options", [error])  # type: ignore[list-item]

@@ -82,15 +82,32 @@ class Ledger:
             raise UsageError(
                 f"no {STATE_FILE} in {run_dir}", where=str(run_dir), fix="give the folder of an earlier run"
             )
+        fix = "start a new run; state.json is stackcert's own and cannot be repaired by hand"
         try:
             state = LedgerState.model_validate(read_json(path))
-        except ValueError as exc:
-            raise UsageError(f"unreadable {STATE_FILE}: {exc}".splitlines()[0], where=str(path)) from None
+        except (OSError, ValueError) as exc:  # (pydantic's ValidationError is a ValueError)
+            first = str(exc).splitlines()[0]
+            raise UsageError(f"unreadable {STATE_FILE}: {first}", where=str(path), fix=fix) from None
         ledger = cls(run_dir, state)
         for record in state.steps.values():
             if record.status is Status.RUNNING:  # the process died under it
                 record.status = Status.PENDING
                 record.reason = "interrupted; will run again"
+        damaged = next(
+            (
+                r.id
+                for r in state.steps.values()
+                if r.status.done and r.result_file and not ledger._readable(r.result_file)
+            ),
+            None,
+        )
+        if damaged is not None:  # a damaged result is never trusted (no stale PASS): it and every
+            after = False  # later step (compare, report read it) run again
+            for record in state.steps.values():
+                after = after or record.id == damaged
+                if after and record.status.done:
+                    record.status = Status.PENDING
+                    record.reason = f"{damaged}'s result file was damaged; will run again"
         state.interrupted = False
         ledger.save()
         return ledger
@@ -116,12 +133,22 @@ class Ledger:
         return self.state.steps[step_id].status.done
 
     def result(self, step_id: str) -> Any:
-        """The JSON a done step saved, or None."""
+        """The JSON a done step saved, or None (also when the file is damaged)."""
         record = self.state.steps[step_id]
         if not record.result_file:
             return None
         path = self.run_dir / record.result_file
-        return read_json(path) if path.exists() else None
+        try:
+            return read_json(path) if path.is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    def _readable(self, result_file: str) -> bool:
+        path = self.run_dir / result_file
+        try:
+            return isinstance(read_json(path), dict)
+        except (OSError, ValueError):
+            return False
 
     def first_unfinished(self) -> str | None:
         return next((s.id for s in self.state.steps.values() if not s.status.done), None)

@@ -6,21 +6,24 @@ value; only the SVG plots built in `plots.py` (which escape their own text) are 
 
 from __future__ import annotations
 
-import shlex
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
+from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
-from stackcert.report import plots
+from stackcert.report import plots, safe
 from stackcert.report.schema import Report
+from stackcert.secrets import redact
 
 _FAQ_FIX = {
     "L0": "check the host, driver and device (stackcert env).",
-    "L1": "check the packages and imports (stackcert install --check).",
+    "L1": "check the packages and imports (stackcert install --gate).",
     "L2": "check the model files and config (stackcert model info).",
     "L3": "an operator or kernel: run the bisection, or exclude the operator (operators.exclude).",
     "L4": "check the communication library (FlagCX / NCCL) settings.",
@@ -37,12 +40,16 @@ def _env(autoescape: bool) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        finalize=safe.finalize,  # every value: no control characters, long ones cut
     )
-    env.filters["shjoin"] = lambda argv: shlex.join(str(a) for a in argv)
+    env.filters["shjoin"] = safe.shjoin
     env.filters["dur"] = _dur
-    env.filters["mdcell"] = _mdcell
-    env.filters["shquote"] = lambda v: shlex.quote(str(v))
+    env.filters["mdcell"] = safe.md
+    env.filters["mdcode"] = safe.mdcode
+    env.filters["shquote"] = safe.shquote
     env.globals["env_rows"] = env_rows
+    env.globals["serve_env"] = safe.serve_env
+    env.globals["curl_body"] = _curl_body
     return env
 
 
@@ -55,10 +62,15 @@ def _dur(seconds: float | None) -> str:
     return f"{m}m{s:02d}s"
 
 
-def _mdcell(value: Any) -> str:
-    """A value that is safe inside a Markdown table cell (model text can hold | and newlines)."""
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-    return text.replace("<", "&lt;").replace(">", "&gt;")
+def _curl_body(report: Report) -> str:
+    """The JSON body of the API example, as one shell word (a quote in a name cannot break it)."""
+    body = {
+        "model": report.serve.served_name or report.model.name,
+        "prompt": "Question: What is 12+7?\nAnswer:",
+        "max_tokens": 16,
+        "temperature": 0,
+    }
+    return safe.shquote(json.dumps(body))
 
 
 _SKIP = {"schema_version", "kind", "stackcert_version", "started", "finished", "command"}
@@ -173,24 +185,40 @@ def render_html(report: Report) -> str:
 
 def write_reports(report: Report, run_dir: Path) -> dict[str, Path]:
     """Write report.md and report.html next to report.json (atomically, via a temp name)."""
+    report = Report.model_validate(redact(report.model_dump(mode="json")))  # as report.json holds it
     out: dict[str, Path] = {}
     for name, text in (("report.md", render_markdown(report)), ("report.html", render_html(report))):
         path = run_dir / name
         tmp = run_dir / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        with os.fdopen(
+            os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8"
+        ) as fh:
+            fh.write(text)  # 0600: the report quotes model output and the serving environment
         tmp.replace(path)
         out[name] = path
     return out
 
 
 def load_report(run_dir: Path) -> Report:
+    """The Report of a run folder (or a report.json path); a missing or damaged file is a UsageError."""
     path = run_dir / "report.json" if run_dir.is_dir() else run_dir
-    if not path.exists():
-        raise UsageError(
-            f"no report.json at {path}", where=str(path), fix="give the folder of a finished run"
-        )
+    fix = "give the folder of a finished run, or re-create the report with: stackcert run --resume RUN_DIR"
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UsageError(f"report.json {what}: {path}", where=str(path), fix=fix)
     try:
-        return Report.model_validate(read_json(path))
-    except ValueError as exc:
-        first = str(exc).splitlines()[0]
-        raise UsageError(f"report.json does not validate: {first}", where=str(path)) from None
+        data = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"report.json is not readable JSON: {exc}", where=str(path), fix=fix) from None
+    try:
+        return Report.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(x) for x in first["loc"]) or "<top>"
+        raise UsageError(
+            f"report.json does not match this stackcert version: {key}: {first['msg']} "
+            f"({exc.error_count()} problem(s))",
+            where=str(path),
+            fix=fix,
+        ) from None

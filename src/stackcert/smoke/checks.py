@@ -7,7 +7,6 @@ server: vLLM, the transformers engine, a remote endpoint or a test fake.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -16,23 +15,26 @@ from typing import Any
 
 import httpx
 
+from stackcert.answers import (
+    BadAnswer,
+    as_dict,
+    as_list,
+    check_usage,
+    clean,
+    error_message,
+    first_choice,
+    model_ids,
+    most_tokens,
+    opt_str,
+)
 from stackcert.diagnose.findings import Layer
 from stackcert.smoke.models import CheckResult, SmokeOptions, SmokePrompt
 from stackcert.smoke.quality import text_problems
+from stackcert.smoke.wire import CheckFailed, malformed, request_json, request_text, stream_events
 from stackcert.status import Status
 
 # A Prometheus text-format sample: name{labels} value [timestamp]
 _PROM_SAMPLE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})?\s+(\S+)(\s+-?\d+)?$")
-
-
-class CheckFailed(Exception):
-    """A check that got an answer, but a wrong one."""
-
-    def __init__(self, detail: str, *, layer: Layer = Layer.L5_SERVING, category: str = "bad_response"):
-        super().__init__(detail)
-        self.detail = detail
-        self.layer = layer
-        self.category = category
 
 
 class CheckSkipped(Exception):
@@ -65,21 +67,15 @@ class Outcome:
 CheckFn = Callable[[httpx.AsyncClient, ServeContext], Awaitable[str]]
 
 
-def _json(resp: httpx.Response, what: str) -> Any:
-    if resp.status_code != 200:
-        raise CheckFailed(
-            f"{what}: HTTP {resp.status_code}: {resp.text[:300]}", category=f"http_{resp.status_code}"
-        )
-    try:
-        return resp.json()
-    except ValueError as exc:
-        raise CheckFailed(
-            f"{what}: response is not JSON: {resp.text[:200]!r}", category="malformed_json"
-        ) from exc
-
-
 def _quality(ctx: ServeContext, text: str, finish: str | None, prompt: SmokePrompt | None, what: str) -> None:
     expect = prompt.expect if prompt else None
+    longest = max_answer_chars(ctx.options.max_tokens)
+    if len(text) > longest:  # (and the quality checks below stay cheap)
+        raise CheckFailed(
+            f"{what}: answer of {len(text)} characters for max_tokens={ctx.options.max_tokens} "
+            f"(limit {longest})",
+            category="oversized_answer",
+        )
     problems = text_problems(text, finish, expect=expect, thresholds=ctx.options.quality)
     if problems:
         category = (
@@ -99,32 +95,50 @@ def _completion_body(ctx: ServeContext, prompt: str, **extra: Any) -> dict[str, 
     return body
 
 
-def _first_choice(data: Any, what: str) -> dict[str, Any]:
+def max_answer_chars(max_tokens: int) -> int:
+    """The longest answer a request for `max_tokens` tokens may get (no token is 64 characters)."""
+    return 64 * max_tokens + 1024
+
+
+def _choice(data: Any, what: str, max_tokens: int) -> tuple[dict[str, Any], str | None]:
+    """The first choice and its finish_reason, type-checked."""
     try:
-        choice = data["choices"][0]
-    except (KeyError, IndexError, TypeError) as exc:
-        raise CheckFailed(f"{what}: no choices in {str(data)[:200]}", category="malformed_json") from exc
-    if not isinstance(choice, dict):
-        raise CheckFailed(f"{what}: choice is not an object", category="malformed_json")
-    return choice
+        choice = first_choice(data, what)
+        finish = opt_str(choice.get("finish_reason"), f"{what}: finish_reason")
+        check_usage(data.get("usage"), f"{what}: usage", most_completion=most_tokens(max_tokens))
+    except BadAnswer as exc:
+        raise malformed(what, exc) from None
+    return choice, finish and clean(finish, 40)
+
+
+def _text(value: Any, what: str) -> str:
+    try:
+        return opt_str(value, what) or ""
+    except BadAnswer as exc:
+        raise malformed(what, exc) from None
 
 
 async def check_models(client: httpx.AsyncClient, ctx: ServeContext) -> str:
-    data = _json(await client.get(f"{ctx.api}/models"), "GET /v1/models")
-    ids = [m.get("id") for m in data.get("data", []) if isinstance(m, dict)]
+    data = await request_json(client, "GET", f"{ctx.api}/models", "GET /v1/models")
+    try:
+        ids = model_ids(data)
+    except BadAnswer as exc:
+        raise malformed("GET /v1/models", exc) from None
     if ctx.served_model not in ids:
-        raise CheckFailed(f"'{ctx.served_model}' not listed; server lists {ids}", category="model_not_listed")
+        listed = clean(str(ids[:20]), 300)
+        raise CheckFailed(
+            f"'{ctx.served_model}' not listed; server lists {listed}", category="model_not_listed"
+        )
     return f"lists {ids}"
 
 
 async def _complete(
     client: httpx.AsyncClient, ctx: ServeContext, prompt: SmokePrompt
 ) -> tuple[str, str | None]:
-    data = _json(
-        await client.post(f"{ctx.api}/completions", json=_completion_body(ctx, prompt.prompt)), "completion"
-    )
-    choice = _first_choice(data, "completion")
-    text, finish = str(choice.get("text") or ""), choice.get("finish_reason")
+    body = _completion_body(ctx, prompt.prompt)
+    data = await request_json(client, "POST", f"{ctx.api}/completions", "completion", body)
+    choice, finish = _choice(data, "completion", ctx.options.max_tokens)
+    text = _text(choice.get("text"), "completion: text")
     _quality(ctx, text, finish, prompt, f"prompt '{prompt.name}'")
     return text, finish
 
@@ -146,51 +160,45 @@ async def check_chat(client: httpx.AsyncClient, ctx: ServeContext) -> str:
         "max_tokens": ctx.options.max_tokens,
         "temperature": 0.0,
     }
-    data = _json(await client.post(f"{ctx.api}/chat/completions", json=body), "chat completion")
-    choice = _first_choice(data, "chat completion")
-    message = choice.get("message") or {}
-    text = str(message.get("content") or "")
-    _quality(ctx, text, choice.get("finish_reason"), None, "chat")
-    return f"chat -> {text[:60]!r}"
-
-
-def parse_sse_line(line: str) -> tuple[str, Any] | None:
-    """One SSE line: ('done', None), ('data', obj), or None for blank/comment/field lines."""
-    line = line.strip()
-    if not line or line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
-        return None
-    if not line.startswith("data:"):
-        raise CheckFailed(f"malformed SSE line {line[:120]!r}", category="malformed_sse")
-    payload = line[5:].strip()
-    if payload == "[DONE]":
-        return ("done", None)
+    data = await request_json(client, "POST", f"{ctx.api}/chat/completions", "chat completion", body)
+    choice, finish = _choice(data, "chat completion", ctx.options.max_tokens)
     try:
-        return ("data", json.loads(payload))
-    except ValueError as exc:
-        raise CheckFailed(f"malformed SSE data {payload[:120]!r}", category="malformed_sse") from exc
+        message = as_dict(choice.get("message"), "chat completion: message")
+    except BadAnswer as exc:
+        raise malformed("chat completion", exc) from None
+    text = _text(message.get("content"), "chat completion: message.content")
+    _quality(ctx, text, finish, None, "chat")
+    return f"chat -> {text[:60]!r}"
 
 
 async def check_stream(client: httpx.AsyncClient, ctx: ServeContext) -> str:
     prompt = ctx.options.prompts[0]
     body = _completion_body(ctx, prompt.prompt, stream=True)
     chunks, done, parts, finish = 0, False, [], None
-    async with client.stream("POST", f"{ctx.api}/completions", json=body) as resp:
-        if resp.status_code != 200:
-            await resp.aread()
-            raise CheckFailed(f"stream: HTTP {resp.status_code}: {resp.text[:300]}", category="http_error")
-        async for line in resp.aiter_lines():
-            parsed = parse_sse_line(line)
-            if parsed is None:
-                continue
-            if parsed[0] == "done":
-                done = True
-                continue
-            if done:
-                raise CheckFailed("data after [DONE]", category="malformed_sse")
-            chunks += 1
-            for choice in parsed[1].get("choices", []) if isinstance(parsed[1], dict) else []:
-                parts.append(str(choice.get("text") or ""))
-                finish = choice.get("finish_reason") or finish
+    async for event in stream_events(client, f"{ctx.api}/completions", body, "stream"):
+        if done:
+            raise CheckFailed("data after [DONE]", category="malformed_sse")
+        if event == "[DONE]":
+            done = True
+            continue
+        if not isinstance(event, dict):
+            raise CheckFailed(
+                f"malformed SSE: data is not an object: {clean(str(event), 80)!r}", category="malformed_sse"
+            )
+        message = error_message(event)
+        if message is not None:
+            raise CheckFailed(f"stream: error event: {message}", category="stream_error")
+        chunks += 1
+        try:
+            check_usage(
+                event.get("usage"), "stream: usage", most_completion=most_tokens(ctx.options.max_tokens)
+            )
+            for i, choice in enumerate(as_list(event.get("choices") or [], "stream: choices")):
+                choice = as_dict(choice, f"stream: choices[{i}]")
+                parts.append(opt_str(choice.get("text"), "stream: text") or "")
+                finish = opt_str(choice.get("finish_reason"), "stream: finish_reason") or finish
+        except BadAnswer as exc:
+            raise CheckFailed(str(exc), category="malformed_sse") from None
     text = "".join(parts)
     if not done:
         raise CheckFailed(f"stream ended without [DONE] after {chunks} chunks", category="malformed_sse")
@@ -202,7 +210,7 @@ async def check_stream(client: httpx.AsyncClient, ctx: ServeContext) -> str:
         reference = await _complete(client, ctx, prompt)
     if text != reference[0]:
         raise CheckFailed(
-            f"streamed text {text!r} != non-stream greedy text {reference[0]!r}",
+            f"streamed text {clean(text, 200)!r} != non-stream greedy text {clean(reference[0], 200)!r}",
             layer=Layer.L6_NUMERICS,
             category="stream_mismatch",
         )
@@ -214,13 +222,12 @@ async def check_concurrency(client: httpx.AsyncClient, ctx: ServeContext) -> str
     prompts = [ctx.options.prompts[i % len(ctx.options.prompts)] for i in range(n)]
 
     async def one(p: SmokePrompt) -> None:
-        data = _json(
-            await client.post(f"{ctx.api}/completions", json=_completion_body(ctx, p.prompt)), "burst"
-        )
-        choice = _first_choice(data, "burst")
-        text = str(choice.get("text") or "")
+        body = _completion_body(ctx, p.prompt)
+        data = await request_json(client, "POST", f"{ctx.api}/completions", "burst", body)
+        choice, finish = _choice(data, "burst", ctx.options.max_tokens)
+        text = _text(choice.get("text"), "burst: text")
         # Batched numerics may differ from single requests: check quality, not equality.
-        _quality(ctx, text, choice.get("finish_reason"), None, f"burst '{p.name}'")
+        _quality(ctx, text, finish, None, f"burst '{p.name}'")
 
     results = await asyncio.gather(*(one(p) for p in prompts), return_exceptions=True)
     errors = [r for r in results if isinstance(r, BaseException)]
@@ -237,25 +244,25 @@ async def check_concurrency(client: httpx.AsyncClient, ctx: ServeContext) -> str
 
 
 async def check_metrics(client: httpx.AsyncClient, ctx: ServeContext) -> str:
-    resp = await client.get(ctx.base_url.rstrip("/") + "/metrics")
-    if resp.status_code == 404:
+    status, text = await request_text(client, ctx.base_url.rstrip("/") + "/metrics", "/metrics")
+    if status == 404:
         raise CheckSkipped("the server has no /metrics endpoint (404)")
-    if resp.status_code != 200:
-        raise CheckFailed(f"/metrics: HTTP {resp.status_code}", category="http_error")
+    if status != 200:
+        raise CheckFailed(f"/metrics: HTTP {status}", category="http_error")
     samples = 0
-    for number, line in enumerate(resp.text.splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         match = _PROM_SAMPLE.match(line.strip())
         if not match:
             raise CheckFailed(
-                f"/metrics line {number} is not Prometheus text: {line[:100]!r}", category="bad_metrics"
+                f"/metrics line {number} is not Prometheus text: {clean(line, 100)!r}", category="bad_metrics"
             )
         try:
             float(match.group(2))
         except ValueError as exc:
             raise CheckFailed(
-                f"/metrics line {number}: bad value {match.group(2)!r}", category="bad_metrics"
+                f"/metrics line {number}: bad value {clean(match.group(2), 40)!r}", category="bad_metrics"
             ) from exc
         samples += 1
     if samples == 0:
@@ -298,5 +305,10 @@ async def run_check(
         what = type(exc).__name__
         return done(Status.TIMEOUT, f"no answer within {limit:.0f}s ({what})", category="request_timeout")
     except httpx.TransportError as exc:
-        detail = f"{type(exc).__name__}: {exc}"
+        detail = clean(f"{type(exc).__name__}: {exc}", 300)
         return done(Status.FAIL, detail, category="connection_error", transport_error=True)
+    except BadAnswer as exc:
+        return done(Status.FAIL, clean(str(exc), 300), category="malformed_json")
+    except Exception as exc:  # the last guard: a broken answer is a finding, never a crash of the phase
+        detail = clean(f"unreadable answer: {type(exc).__name__}: {exc}", 300)
+        return done(Status.FAIL, detail, category="client_error")

@@ -40,12 +40,12 @@ class QualityThresholds(BaseModel):
 class SmokeOptions(BaseModel):
     offline: bool = Field(True, description="run Phase A (offline generation)")
     serve: bool = Field(True, description="run Phase B (served API checks)")
-    prompts: list[SmokePrompt] = Field(default_factory=lambda: list(BUILTIN_PROMPTS))
-    max_tokens: int = 16
-    request_timeout_s: float = 90.0
-    offline_timeout_s: float = 600.0
-    start_timeout_s: float = 900.0
-    concurrency: int = 4
+    prompts: list[SmokePrompt] = Field(default_factory=lambda: list(BUILTIN_PROMPTS), min_length=1)
+    max_tokens: int = Field(16, ge=1, le=100_000)
+    request_timeout_s: float = Field(90.0, gt=0)
+    offline_timeout_s: float = Field(600.0, gt=0)
+    start_timeout_s: float = Field(900.0, gt=0)
+    concurrency: int = Field(4, ge=1, le=4096)
     quality: QualityThresholds = Field(default_factory=QualityThresholds)
 
 

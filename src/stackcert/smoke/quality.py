@@ -50,15 +50,26 @@ def control_chars(text: str) -> str | None:
 
 
 def _tail_loop(text: str, max_period: int) -> tuple[int, int]:
-    """(period, repeats) of the shortest unit that repeats most at the end of the text."""
+    """(period, repeats) of the shortest unit that repeats most at the end of the text.
+
+    Linear in the length: the repeats are counted by doubling then halving the block compared
+    (an `endswith(unit * k)` loop is quadratic: 1 MiB of one character took about a minute).
+    """
     best = (0, 0)
+    n = len(text)
     for period in range(1, max_period + 1):
-        if len(text) < 2 * period:
+        if n < 2 * period:
             break
         unit = text[-period:]
-        repeats = 1
-        while text.endswith(unit * (repeats + 1)):
-            repeats += 1
+        repeats = 1  # text ends with `unit * repeats`; grow by the largest step that still matches
+        step = 1
+        while (repeats + step) * period <= n and text.endswith(unit * step, 0, n - repeats * period):
+            repeats += step
+            step *= 2
+        while step > 1:
+            step //= 2
+            if (repeats + step) * period <= n and text.endswith(unit * step, 0, n - repeats * period):
+                repeats += step
         if repeats * period > best[0] * best[1]:
             best = (period, repeats)
     return best

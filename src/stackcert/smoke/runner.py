@@ -19,6 +19,7 @@ from stackcert.engines.base import ModelRef, Server, ServerTimeouts
 from stackcert.errors import EngineError, StepTimeout
 from stackcert.jsonio import envelope, now_iso, read_json, write_json_atomic
 from stackcert.progress import NullProgress, Progress
+from stackcert.secrets import auth_headers
 from stackcert.smoke.checks import SERVE_CHECKS, Outcome, ServeContext, run_check
 from stackcert.smoke.models import CheckResult, PhaseResult, SmokeOptions, SmokeResult, overall
 from stackcert.smoke.offline import offline_phase
@@ -83,7 +84,9 @@ async def serve_checks(
     timeout = httpx.Timeout(options.request_timeout_s, connect=min(10.0, options.request_timeout_s))
     limits = httpx.Limits(max_connections=max(options.concurrency, 4) + 2)
     progress.on_start("smoke serve", total=len(SERVE_CHECKS))
-    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False) as client:
+    # (a keyed endpoint's key goes on every request: stackcert.secrets)
+    headers = auth_headers(server.base_url)
+    async with httpx.AsyncClient(timeout=timeout, limits=limits, trust_env=False, headers=headers) as client:
         down = False
         for name, fn, requests in SERVE_CHECKS:
             if down:

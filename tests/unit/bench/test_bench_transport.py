@@ -104,7 +104,10 @@ async def _closing_server(
         )
         await reader.readexactly(length)
         event = b'data: {"choices":[{"index":0,"text":" ok","finish_reason":"length"}]}\n\ndata: [DONE]\n\n'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(event), event))
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(event), event)
+        )
         await writer.drain()
         await asyncio.sleep(0.05)
         writer.close()

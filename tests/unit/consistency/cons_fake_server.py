@@ -53,6 +53,14 @@ class FakeCompletions:
 @contextmanager
 def serve(fake: FakeCompletions) -> Iterator[str]:
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # /v1/models, for endpoint stacks
+            data = json.dumps({"object": "list", "data": [{"id": "fake"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             data = json.dumps(fake.respond(body)).encode()

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 from stackcert import __version__
 
@@ -39,3 +42,17 @@ def test_exit_codes_of_commands_reach_the_shell() -> None:
     with pytest.raises(SystemExit) as exc:
         main(["exit-three-for-test"])
     assert exc.value.code == 3
+
+
+def test_an_internal_error_still_gives_json_to_scripts(capsys: pytest.CaptureFixture[str]) -> None:
+    from stackcert.cli.app import app, main
+
+    @app.command("crash-for-test", hidden=True)
+    def _crash() -> None:
+        raise ZeroDivisionError("boom")
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--json", "crash-for-test"])
+    assert exc.value.code == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["error"] == "InternalError" and "boom" in data["what"]

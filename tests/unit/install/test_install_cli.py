@@ -50,6 +50,7 @@ def test_plan_then_apply_runs_the_printed_plan(
     plan = json.loads(out)
     assert plan["kind"] == "install-plan" and plan["offline"] is True
     assert [p["name"] for p in plan["packages"]] == ["sc_good", "sc_broken"]
+    assert not (tmp_path / "run").exists()  # --plan installs nothing and writes nothing
 
     code, out = _invoke("install", "--apply", *common)
     assert code == 1, out  # the plugin does not import: the gate fails

@@ -80,7 +80,7 @@ def test_broken_report_json_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "report.json").write_text('{"status": "PASS"}')
     from stackcert.errors import UsageError
 
-    with pytest.raises(UsageError, match="does not validate"):
+    with pytest.raises(UsageError, match="does not match this stackcert version"):
         load_report(tmp_path)
 
 

@@ -1,0 +1,68 @@
+"""Checks of a run's input before anything starts: each problem is one line and exit 2, never a
+step that fails minutes later (a missing model, an unset key variable, a taken port)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from stackcert.config import StackSpec
+from stackcert.errors import ConfigError, UsageError
+from stackcert.pipeline.config import RunConfig
+from stackcert.secrets import looks_secret
+
+
+def preflight(config: RunConfig) -> None:
+    """Raise a ConfigError/UsageError (exit 2) for input that cannot work."""
+    model = config.model
+    if model.source == "path":
+        path = Path(os.path.expanduser(model.path or ""))
+        if not path.is_dir():
+            raise ConfigError(
+                f"model.path {path} is not a folder",
+                where="model.path",
+                fix="give the folder of a Hugging Face checkpoint (with config.json)",
+            )
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"model.path {path} has no config.json",
+                where="model.path",
+                fix="give the folder of a Hugging Face checkpoint (with config.json)",
+            )
+    for role in ("reference", "candidate"):
+        check_stack(config.stacks[getattr(config, role)], where=f"stacks.{getattr(config, role)}")
+
+
+def redaction_note(config: RunConfig) -> str | None:
+    """One line naming the secrets of the config that run files will show as `<redacted>`."""
+    names = []
+    for stack in config.stacks.values():
+        names += [f"{k} (stack {stack.name})" for k, v in stack.env.items() if v and looks_secret(k)]
+        if stack.url and "@" in urlsplit(stack.url).netloc:
+            names.append(f"the key in the URL of stack {stack.name}")
+    if not names:
+        return None
+    return "secrets are redacted from every file of the run folder: " + ", ".join(names)
+
+
+def check_stack(stack: StackSpec, *, where: str) -> None:
+    """One stack's own input: an endpoint's URL and key variable, a fixed port that is taken."""
+    if stack.engine == "endpoint":
+        parts = urlsplit(stack.url or "")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"stack '{stack.name}': url is not an http(s) URL",
+                where=f"{where}.url",
+                fix="e.g. http://host:8000/v1",
+            )
+        if stack.api_key_env and not os.environ.get(stack.api_key_env):
+            raise UsageError(
+                f"stack '{stack.name}': the variable {stack.api_key_env} (api_key_env) is not set",
+                where=f"{where}.api_key_env",
+                fix=f"export {stack.api_key_env}=<key>",
+            )
+        return
+    from stackcert.engines.server import require_free_port
+
+    require_free_port(stack)
