@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from stackcert.errors import UsageError
 from stackcert.migrate.apiindex import Found, ModuleIndex
+from stackcert.migrate.registry import registration_files, registration_issues
 from stackcert.migrate.rules import (
     Issue,
     absolute_paths,
@@ -21,7 +22,6 @@ from stackcert.migrate.rules import (
     config_issues,
     guarded_imports,
     parse,
-    registration_issues,
 )
 
 PLUGIN_PACKAGE = "vllm_fl"
@@ -36,6 +36,10 @@ class CheckResult(BaseModel):
     model_file: str
     module: str = Field(..., description="the model file's module name in the plugin")
     init_file: str | None = None
+    registration_files: list[str] = Field(
+        default_factory=list,
+        description="files read for register_model calls (--init-file, or the package's)",
+    )
     config_file: str | None = None
     vllm_version: str | None = Field(None, description="None: vLLM not installed, its API not checked")
     issues: list[Issue] = Field(default_factory=list)
@@ -296,10 +300,7 @@ def migrate_check(
 def _registration(
     result: CheckResult, tree: ast.Module, package: Path, init_file: Path | None, module: str, inside: bool
 ) -> None:
-    init = init_file or package / "__init__.py"
-    result.init_file = str(init)
-    init_tree, bad = parse(init)
-    if init_tree is None:
-        result.issues.append(bad)  # type: ignore[arg-type]
-        return
-    result.issues += registration_issues(tree, result.model_file, module, init_tree, str(init), exact=inside)
+    files = registration_files(package, init_file)
+    result.init_file = str(files[0])
+    result.registration_files = [str(f) for f in files]
+    result.issues += registration_issues(tree, result.model_file, module, files, exact=inside)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -29,8 +28,6 @@ _ABS_PATH = re.compile(
     r"^(~/|[A-Za-z]:[\\/]|/(home|root|data|mnt|opt|tmp|usr|share|nfs|models?|workspace|scratch|export|"
     r"cache|var|media|Users|srv|lustre|gpfs|datasets?|ckpts?|checkpoints?|weights)(/|$))"
 )
-# vLLM's naming convention for architecture classes (what config.json's "architectures" lists).
-MODEL_CLASS = re.compile(r"^\w+For[A-Z]\w*$")
 _IMPORT_ERRORS = {"ImportError", "ModuleNotFoundError", "Exception", "BaseException"}
 
 
@@ -133,7 +130,7 @@ def _defines_model_type(cls: ast.ClassDef) -> bool:
     return False
 
 
-def _base_name(node: ast.expr) -> str:
+def base_name(node: ast.expr) -> str:
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
@@ -148,7 +145,7 @@ def config_issues(tree: ast.Module, file: str) -> list[Issue]:
     found: list[ast.ClassDef] = []
     # Classes in file order: a subclass of a subclass defined above counts too.
     for cls in classes:
-        if any(_base_name(b) in config_classes for b in cls.bases):
+        if any(base_name(b) in config_classes for b in cls.bases):
             config_classes.add(cls.name)
             found.append(cls)
     if not found:
@@ -172,80 +169,3 @@ def config_issues(tree: ast.Module, file: str) -> list[Issue]:
         for cls in found
         if not _defines_model_type(cls)
     ]
-
-
-@dataclass
-class Registration:
-    """One `register_model("Arch", "module:Class")` call."""
-
-    arch: str
-    module: str
-    cls: str
-    line: int
-
-
-def registrations(tree: ast.Module) -> list[Registration]:
-    """Every register_model call whose target can be read (a string, or a class imported by name)."""
-    imported: dict[str, tuple[str, str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                imported[alias.asname or alias.name] = (node.module, alias.name)
-    out: list[Registration] = []
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call) or _base_name(node.func) != "register_model" or len(node.args) < 2:
-            continue
-        arch, target = node.args[0], node.args[1]
-        if not (isinstance(arch, ast.Constant) and isinstance(arch.value, str)):
-            continue
-        if isinstance(target, ast.Constant) and isinstance(target.value, str) and ":" in target.value:
-            module, cls = target.value.split(":", 1)
-            out.append(Registration(arch.value, module, cls, node.lineno))
-        elif isinstance(target, ast.Name) and target.id in imported:
-            module, cls = imported[target.id]
-            out.append(Registration(arch.value, module, cls, node.lineno))
-    return out
-
-
-def registration_issues(
-    tree: ast.Module, file: str, module: str, init_tree: ast.Module, init_file: str, *, exact: bool
-) -> list[Issue]:
-    """Only this file's classes: registrations of other modules are none of this check's business.
-
-    `exact`: the file lies in the plugin tree, so its module name is known; otherwise (a file not
-    copied in yet) a registration matches on the module's last part.
-    """
-    defined = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
-    stem = module.rsplit(".", 1)[-1]
-    mine = [
-        r
-        for r in registrations(init_tree)
-        if r.module == module or (not exact and r.module.rsplit(".", 1)[-1] == stem)
-    ]
-    out = [
-        Issue(
-            file=init_file,
-            line=r.line,
-            rule="registration-target",
-            message=f"architecture {r.arch} is registered as {r.module}:{r.cls}, "
-            f"which {file} does not define",
-            fix=f"register a class this file defines ({', '.join(sorted(defined)) or 'none'}), "
-            "or fix the name",
-        )
-        for r in mine
-        if r.cls not in defined
-    ]
-    registered = {r.cls for r in mine}
-    for name, cls in defined.items():
-        if MODEL_CLASS.match(name) and name not in registered:
-            out.append(
-                Issue(
-                    file=file,
-                    line=cls.lineno,
-                    rule="unregistered-model",
-                    message=f"model class {name} is not registered in {init_file}",
-                    fix=f'add `ModelRegistry.register_model("{name}", "{module}:{name}")` '
-                    "to register_model()",
-                )
-            )
-    return out

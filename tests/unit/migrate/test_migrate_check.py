@@ -93,6 +93,44 @@ def test_only_this_files_classes_are_checked_for_registration(plugin: Path, vllm
     ]
 
 
+def test_registrations_in_patch_modules_constants_and_fstrings_count(
+    plugin: Path, vllm_index: ModuleIndex
+) -> None:
+    # As in the real plugin: registration in a patch module, the architecture in a module constant,
+    # and a loop registering a table of classes through an f-string target.
+    init = plugin / "vllm_fl" / "__init__.py"
+    init.write_text(
+        init.read_text().replace('"TinyForCausalLM", "vllm_fl.models.tiny:TinyForCausalLM"', '"X", "m:X"')
+    )
+    patches = plugin / "vllm_fl" / "patches"
+    patches.mkdir()
+    (patches / "tiny.py").write_text(
+        "from vllm.model_executor.models import registry as model_registry\n"
+        '_ARCH = "TinyForCausalLM"\n'
+        "def apply():\n"
+        '    model_registry.ModelRegistry.register_model(_ARCH, "vllm_fl.models.tiny:TinyForCausalLM")\n'
+        '    for arch, name in {"TwoForCausalLM": "TwoForCausalLM"}.items():\n'
+        '        model_registry.ModelRegistry.register_model(arch, f"vllm_fl.models.two:{name}")\n'
+    )
+    model = add_model(plugin, "clean_model.py", "tiny")
+    result = migrate_check(plugin, model, vllm=vllm_index)
+    assert result.issues == []
+    assert result.registration_files == [str(init), str(patches / "tiny.py")]
+    two = plugin / "vllm_fl" / "models" / "two.py"
+    two.write_text("class TwoForCausalLM:\n    pass\n\n\nclass TwoForSequenceClassification:\n    pass\n")
+    assert migrate_check(plugin, two, vllm=vllm_index).issues == []  # the f-string may name either
+    # The constant-named registration of a class tiny.py does not define is reported where it is made.
+    (patches / "tiny.py").write_text((patches / "tiny.py").read_text().replace("tiny:Tiny", "tiny:Ghost"))
+    issues = migrate_check(plugin, model, vllm=vllm_index).issues
+    assert sorted((i.rule, Path(i.file).name, i.line) for i in issues) == [
+        ("registration-target", "tiny.py", 4),
+        ("unregistered-model", "tiny.py", 35),
+    ]
+    assert "architecture TinyForCausalLM is registered as vllm_fl.models.tiny:GhostForCausalLM" in "".join(
+        i.message for i in issues
+    )
+
+
 def test_init_file_option_and_a_file_outside_the_tree(
     plugin: Path, tmp_path: Path, vllm_index: ModuleIndex
 ) -> None:
