@@ -82,6 +82,8 @@ class DeliverableData(BaseModel):
     model_name: str = Field(..., description="what vllm-ascend's model_name gets: hub ID or path")
     served_name: str
     source: str
+    hub: str | None = Field(None, description="huggingface | modelscope when source is hub")
+    revision: str | None = None
     dtype: str
     max_model_len: int | None
     status: str
@@ -297,6 +299,8 @@ def collect(report: Report, run_dir: Path) -> DeliverableData:
         model_name=str((report.config.get("model") or {}).get("id") or report.model.path or full),
         served_name=serve.served_name if serve else (report.serve.served_name or report.model.name),
         source=report.model.source,
+        hub=(report.config.get("model") or {}).get("hub") if report.model.source == "hub" else None,
+        revision=(report.config.get("model") or {}).get("revision"),
         dtype=report.model.dtype or NOT_MEASURED,
         max_model_len=report.model.max_model_len,
         status=report.status,

@@ -73,6 +73,21 @@ def curl_command(data: DeliverableData) -> str:
     return f"{argv[0]} {argv[1]} {argv[2]} \\\n  {argv[3]} {argv[4]} \\\n  {argv[5]} {argv[6]}"
 
 
+def weights_command(data: DeliverableData) -> str | None:
+    """How to get the weights: the hub's own download command, or stackcert's for the demo."""
+    if data.source == "demo":
+        return "stackcert model prepare demo"
+    if data.source != "hub":
+        return None
+    if data.hub == "modelscope":
+        argv = ["modelscope", "download", "--model", data.model_name]
+    else:
+        argv = ["hf", "download", data.model_name]
+    if data.revision:
+        argv += ["--revision", data.revision]
+    return shlex.join(argv)
+
+
 def serve_lines(data: DeliverableData) -> list[str]:
     """unset / export lines, then the serve command, all shell-quoted."""
     if data.serve is None:
@@ -150,6 +165,7 @@ def render_documents(data: DeliverableData) -> dict[str, str]:
         "NM": NOT_MEASURED,
         "curl": curl_command(data),
         "serve_lines": serve_lines(data),
+        "weights": weights_command(data),
         "base_url": base_url(data),
         "request": request_body(data),
         "config_file": f"{data.file_stem}.yaml",

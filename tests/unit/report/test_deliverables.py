@@ -261,6 +261,25 @@ def test_measured_environment_and_performance(tmp_path: Path) -> None:
     assert "| arithmetic_mul | 40 | 0.850 | 0.825 | pass |" in tutorial
 
 
+@pytest.mark.parametrize(
+    ("model", "command"),
+    [
+        ({"source": "hub", "id": "Qwen/Qwen3-0.6B", "hub": "huggingface"}, "hf download Qwen/Qwen3-0.6B"),
+        (
+            {"source": "hub", "id": "Qwen/Qwen3-0.6B", "hub": "modelscope", "revision": "v1.0"},
+            "modelscope download --model Qwen/Qwen3-0.6B --revision v1.0",
+        ),
+        ({"source": "demo"}, "stackcert model prepare demo"),
+    ],
+)
+def test_card_says_how_to_get_the_weights(tmp_path: Path, model: dict[str, str], command: str) -> None:
+    data = rich_report()
+    data["model"]["source"] = model["source"]
+    data["config"]["model"] = model
+    steps = _section(_write(tmp_path, data)["model_card.md"], "User Guide").split("### Operation Steps")[1]
+    assert f"```bash\n{command}\n```" in steps
+
+
 def test_features_json_fills_the_feature_table(tmp_path: Path) -> None:
     features = [
         {"feature": "prefix caching", "outcome": "supported", "evidence": "smoke passed with it on"},
