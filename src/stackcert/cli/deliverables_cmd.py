@@ -32,6 +32,7 @@ def deliverables_command(
     }
 
     def render(d: dict[str, Any]) -> None:
+        """The written files, for people."""
         console.print(f"Deliverables of a [bold]{d['status']}[/] run:")
         for path in d["written"]:
             console.print(f"  wrote {escape(path)}", highlight=False)

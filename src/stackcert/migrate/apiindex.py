@@ -21,6 +21,8 @@ _EXT_SUFFIXES = (".so", ".pyd")
 
 
 class Found(Enum):
+    """The answer of a lookup: yes, no, or undecidable without importing."""
+
     YES = "yes"
     NO = "no"
     UNKNOWN = "unknown"
@@ -46,6 +48,7 @@ def top_level_names(tree: ast.Module) -> _Names:
     out = _Names()
 
     def visit(body: list[ast.stmt]) -> None:
+        """Bind the names of these statements (nested blocks of the top level included)."""
         for stmt in body:
             if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 out.names.add(stmt.name)
@@ -107,6 +110,7 @@ class ModuleIndex:
         return cls(package, Path(next(iter(spec.submodule_search_locations))), may_import=True)
 
     def owns(self, dotted: str) -> bool:
+        """Whether `dotted` names this package or one of its modules."""
         return dotted == self.package or dotted.startswith(self.package + ".")
 
     def module_path(self, dotted: str) -> Path | None:
@@ -129,6 +133,7 @@ class ModuleIndex:
         return None
 
     def has_module(self, dotted: str) -> bool:
+        """Whether module `dotted` exists in the tree."""
         return self.module_path(dotted) is not None
 
     def _static(self, dotted: str) -> _Names | None:

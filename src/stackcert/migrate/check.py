@@ -51,6 +51,7 @@ class CheckResult(BaseModel):
 
     @property
     def clean(self) -> bool:
+        """No issue found."""
         return not self.issues
 
 
@@ -142,9 +143,11 @@ class _Checker:
             )
 
     def add(self, line: int, rule: str, message: str, fix: str) -> None:
+        """Record one issue of the checked file."""
         self.issues.append(Issue(file=self.file, line=line, rule=rule, message=message, fix=fix))
 
     def check_name(self, line: int, module: str, name: str) -> None:
+        """Report `name` when the indexed `module` lacks it (a note when undecidable)."""
         index = self._index(module)
         if index is None:
             return
@@ -155,6 +158,7 @@ class _Checker:
             self.notes.append(f"{self.file}:{line}: could not verify {module}.{name} ({found.how})")
 
     def check_module(self, line: int, module: str) -> bool:
+        """Report a missing indexed module; True when it exists or is not indexed."""
         index = self._index(module)
         if index is None:
             return True
@@ -164,6 +168,7 @@ class _Checker:
         return False
 
     def relative(self, node: ast.ImportFrom) -> None:
+        """Report a relative import with its absolute replacement."""
         absolute = self._absolute(node)
         names = ", ".join(a.name for a in node.names)
         dots = "." * node.level
@@ -189,6 +194,7 @@ class _Checker:
         return candidates[0]
 
     def imports(self, tree: ast.Module) -> None:
+        """Check every import, and remember which local names are bound to indexed modules."""
         guarded = guarded_imports(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level:

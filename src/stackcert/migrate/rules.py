@@ -131,6 +131,7 @@ def _defines_model_type(cls: ast.ClassDef) -> bool:
 
 
 def base_name(node: ast.expr) -> str:
+    """The last name of `a.b.C` or `C` (a base class, a called function)."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):

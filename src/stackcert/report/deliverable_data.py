@@ -44,6 +44,8 @@ class Feature(BaseModel):
 
 
 class Serve(BaseModel):
+    """How the deployed stack is served: the recorded command and environment."""
+
     stack: str
     role: str
     argv: list[str]
@@ -54,6 +56,8 @@ class Serve(BaseModel):
 
 
 class AccuracyRow(BaseModel):
+    """One task: accuracy on both stacks and the deployed stack's value."""
+
     task: str
     items: int | None = None
     reference: float | None = None
@@ -63,6 +67,8 @@ class AccuracyRow(BaseModel):
 
 
 class PerfRow(BaseModel):
+    """One benchmark load point of the deployed stack."""
+
     profile: str
     point: str
     input_len: str = NOT_MEASURED
@@ -227,6 +233,7 @@ def _perf(bench: dict[str, Any] | None) -> list[PerfRow]:
             continue
 
         def avg(key: str, sub: str | None = None, kept: list[dict[str, Any]] = kept) -> str:
+            """Mean of a metric (or of a statistic of it) over the kept runs."""
             vals = [(m.get(key) or {}).get(sub) if sub else m.get(key) for m in kept]
             nums = [float(v) for v in vals if isinstance(v, int | float)]
             return f"{mean(nums):.2f}" if nums else NOT_MEASURED

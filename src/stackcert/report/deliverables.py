@@ -44,6 +44,7 @@ def _code(value: Any) -> str:
 
 
 def base_url(data: DeliverableData) -> str:
+    """Where the served model answers: the serve command's host (a wildcard bind means localhost)."""
     host = "127.0.0.1"
     if data.serve and "--host" in data.serve.argv:
         i = data.serve.argv.index("--host")
@@ -139,7 +140,10 @@ def ascend_config(data: DeliverableData) -> dict[str, Any]:
 
 
 def render_test_config(data: DeliverableData) -> str:
+    """The YAML text: provenance comments, then the config."""
+
     def comment(text: str) -> str:
+        """One comment line, whatever newlines the text holds."""
         return "# " + " ".join(text.split())
 
     head = [
