@@ -10,8 +10,10 @@ plugin tree under check. Every answer is cached per module.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -156,7 +158,9 @@ class ModuleIndex:
         if dotted not in self._imported:
             self.imports.append(dotted)
             try:
-                self._imported[dotted] = importlib.import_module(dotted)
+                # A module may print or log on import: keep stdout for the --json answer.
+                with contextlib.redirect_stdout(sys.stderr):
+                    self._imported[dotted] = importlib.import_module(dotted)
             except Exception as exc:  # any import-time failure: the static answer stands
                 self._imported[dotted] = (
                     f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

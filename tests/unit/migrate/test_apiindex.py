@@ -12,7 +12,7 @@ PKG = {
     "__init__.py": "from .core import *\nVERSION = '1'\n",
     "core.py": "def run():\n    pass\n\n"
     "try:\n    import json as fastjson\nexcept ImportError:\n    fastjson = None\n",
-    "lazy.py": "def __getattr__(name):\n"
+    "lazy.py": "print('imported lazy')\ndef __getattr__(name):\n"
     "    if name == 'LATE':\n        return 1\n    raise AttributeError(name)\n",
     "sub/__init__.py": "",
     "sub/leaf.py": "for _n in ('A', 'B'):\n    globals()[_n] = _n\nLEAF = 1\n",
@@ -39,8 +39,12 @@ def test_static_names_need_no_import(index: ModuleIndex) -> None:
     assert index.imports == []
 
 
-def test_dynamic_module_is_confirmed_by_import(index: ModuleIndex) -> None:
+def test_dynamic_module_is_confirmed_by_import(
+    index: ModuleIndex, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert index.lookup("scpkg_probe.lazy", "LATE").found is Found.YES
+    printed = capsys.readouterr()
+    assert printed.out == "" and "imported lazy" in printed.err  # stdout stays for --json
     missing = index.lookup("scpkg_probe.lazy", "EARLY")
     assert missing.found is Found.NO and missing.how == "imported"
     assert index.imports == ["scpkg_probe.lazy"]  # imported once, cached
