@@ -59,10 +59,16 @@ def snapshot(
     download = _snapshot_download(hub)
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": cache_dir, "local_files_only": local_only}
     if hub == "huggingface":
-        from huggingface_hub.errors import LocalEntryNotFoundError
+        from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
         try:
             return Path(download(model_id, **kwargs))
+        except HFValidationError as exc:
+            raise ModelError(
+                f"model.id '{model_id}' is not a Hugging Face repository ID: {str(exc).splitlines()[0]}",
+                where="model.id",
+                fix="give the ID as ORG/NAME, e.g. Qwen/Qwen3-0.6B",
+            ) from None
         except LocalEntryNotFoundError as exc:
             if not local_only:
                 raise

@@ -87,6 +87,19 @@ def test_offline_with_an_empty_cache_is_one_line_with_the_fix(
     assert err.value.exit_code is ExitCode.USAGE
 
 
+def test_malformed_id_is_one_line_before_any_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_download(monkeypatch)
+    with pytest.raises(ModelError) as err:
+        hub.fetch_model("a/b/c", cache_dir=str(tmp_path))
+    line = err.value.one_line()
+    assert line.startswith(
+        "model.id 'a/b/c' is not a Hugging Face repository ID: Repo id must be in the form"
+    )
+    assert line.endswith("fix: give the ID as ORG/NAME, e.g. Qwen/Qwen3-0.6B")
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
