@@ -13,6 +13,8 @@ import ast
 import contextlib
 import importlib
 import importlib.util
+import keyword
+import re
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
@@ -20,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 
 _EXT_SUFFIXES = (".so", ".pyd")
+# A top-level definition: `class X`, `def X`, `async def X`, or `X = ...` / `X: T = ...` at column 0.
+_DEFINITION = re.compile(r"^(?:(?:async\s+)?def|class)\s+(\w+)|^([A-Za-z_]\w*)\s*(?::[^=\n]*)?=(?!=)", re.M)
 
 
 class Found(Enum):
@@ -99,6 +103,7 @@ class ModuleIndex:
         self._names: dict[str, _Names | None] = {}
         self._imported: dict[str, ModuleType | str] = {}
         self.imports: list[str] = []  # modules this index had to import (for the report)
+        self._definitions: dict[str, list[str]] | None = None
 
     @classmethod
     def installed(cls, package: str) -> ModuleIndex | None:
@@ -196,6 +201,24 @@ class ModuleIndex:
                 return True, False
             dynamic = dynamic or dyn
         return False, dynamic
+
+    def definers(self, name: str) -> list[str]:
+        """Modules of the tree that define `name` at top level (class, def or assignment), for a fix.
+
+        One pass over the files with a line regex, built on the first call only: it runs after a
+        miss, never on a clean file.
+        """
+        if self._definitions is None:
+            self._definitions = {}
+            for path in sorted(self.root.rglob("*.py")):
+                rel = path.relative_to(self.root).with_suffix("").parts
+                dotted = ".".join([self.package, *(rel[:-1] if rel[-1] == "__init__" else rel)])
+                text = path.read_text(encoding="utf-8", errors="replace")
+                for match in _DEFINITION.finditer(text):
+                    defined = match.group(1) or match.group(2)
+                    if not keyword.iskeyword(defined):  # `else: x = 1` on one line defines x, not else
+                        self._definitions.setdefault(defined, []).append(dotted)
+        return self._definitions.get(name, [])
 
     def lookup(self, module: str, name: str) -> Lookup:
         """Does `module` provide `name` (a top-level name or a submodule)?"""

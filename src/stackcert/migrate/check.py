@@ -139,8 +139,17 @@ class _Checker:
                 line,
                 "missing-vllm-api",
                 f"{module} has no '{name}' in the installed vLLM ({how})",
-                f"import {name} from where this vLLM defines it, or add a shim in vllm_fl",
+                self._moved(name, index),
             )
+
+    @staticmethod
+    def _moved(name: str, index: ModuleIndex) -> str:
+        """Where the installed vLLM defines `name` now, if anywhere."""
+        found = sorted(set(index.definers(name)))
+        if not found:
+            return f"this vLLM defines {name} nowhere: port it into vllm_fl (a shim) or stop using it"
+        more = f" (also in {', '.join(found[1:3])}{' …' if len(found) > 3 else ''})" if len(found) > 1 else ""
+        return f"this vLLM defines it in {found[0]}: `from {found[0]} import {name}`{more}"
 
     def add(self, line: int, rule: str, message: str, fix: str) -> None:
         """Record one issue of the checked file."""

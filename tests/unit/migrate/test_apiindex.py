@@ -15,7 +15,7 @@ PKG = {
     "lazy.py": "print('imported lazy')\ndef __getattr__(name):\n"
     "    if name == 'LATE':\n        return 1\n    raise AttributeError(name)\n",
     "sub/__init__.py": "",
-    "sub/leaf.py": "for _n in ('A', 'B'):\n    globals()[_n] = _n\nLEAF = 1\n",
+    "sub/leaf.py": "for _n in ('A', 'B'):\n    globals()[_n] = _n\nLEAF = 1\nif LEAF: pass\nelse: OTHER = 2\n",
 }
 
 
@@ -66,3 +66,12 @@ def test_plugin_tree_is_never_imported(tmp_path: Path) -> None:
     assert index.lookup("vllm_fl.dyn", "anything").found is Found.UNKNOWN
     assert index.has_module("vllm_fl.dyn") and not index.has_module("vllm_fl.nope")
     assert index.imports == []
+
+
+def test_definers_find_where_a_name_is_defined(index: ModuleIndex) -> None:
+    assert index.definers("run") == ["scpkg_probe.core"]
+    assert index.definers("LEAF") == ["scpkg_probe.sub.leaf"]
+    assert index.definers("VERSION") == ["scpkg_probe"]
+    assert index.definers("fastjson") == []  # bound inside a try block, not at column 0
+    assert index.definers("nothing") == []
+    assert index.definers("else") == []  # `else: OTHER = 2` is not a definition of `else`

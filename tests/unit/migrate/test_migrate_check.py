@@ -46,10 +46,20 @@ def test_bad_model_reports_each_issue_on_its_line(plugin: Path, vllm_index: Modu
     result = migrate_check(plugin, model, vllm=vllm_index)
     assert _found(result.issues, model) == expected(model)
     by_rule = {i.rule: i for i in result.issues}
-    api = sorted(i.message for i in result.issues if i.rule == "missing-vllm-api")
+    api = sorted((i.message, i.fix) for i in result.issues if i.rule == "missing-vllm-api")
     assert api == [
-        "vllm.logprobs has no 'NoSuchKind' in the installed vLLM (imported)",
-        "vllm.logprobs has no 'NoSuchLogprob' in the installed vLLM (imported)",
+        (
+            "vllm.logprobs has no 'NoSuchKind' in the installed vLLM (imported)",
+            "this vLLM defines NoSuchKind nowhere: port it into vllm_fl (a shim) or stop using it",
+        ),
+        (
+            "vllm.logprobs has no 'NoSuchLogprob' in the installed vLLM (imported)",
+            "this vLLM defines NoSuchLogprob nowhere: port it into vllm_fl (a shim) or stop using it",
+        ),
+        (  # a real name imported from the wrong module: the fix says where this vLLM has it
+            "vllm.logprobs has no 'SamplingParams' in the installed vLLM (imported)",
+            "this vLLM defines it in vllm.sampling_params: `from vllm.sampling_params import SamplingParams`",
+        ),
     ]
     assert (
         by_rule["relative-import"].fix
