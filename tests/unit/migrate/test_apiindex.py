@@ -15,7 +15,8 @@ PKG = {
     "lazy.py": "print('imported lazy')\ndef __getattr__(name):\n"
     "    if name == 'LATE':\n        return 1\n    raise AttributeError(name)\n",
     "sub/__init__.py": "",
-    "sub/leaf.py": "for _n in ('A', 'B'):\n    globals()[_n] = _n\nLEAF = 1\nif LEAF: pass\nelse: OTHER = 2\n",
+    "sub/leaf.py": "for _n in ('A', 'B'):\n    globals()[_n] = _n\n"
+    "LEAF = 1\nif LEAF: pass\nelse: OTHER = 2\n",
 }
 
 
