@@ -94,8 +94,14 @@ class StackSpec(Strict):
 
 
 class ModelSpec(Strict):
-    source: Literal["demo", "path"] = "demo"
+    """Which model to certify: the embedded demo, a checkpoint folder, or a hub repository by ID."""
+
+    source: Literal["demo", "path", "hub"] = "demo"
     path: str | None = Field(None, description="HF checkpoint folder (source: path)")
+    id: str | None = Field(None, description="hub repository ID, e.g. Qwen/Qwen3-0.6B (source: hub)")
+    hub: Literal["huggingface", "modelscope"] = "huggingface"
+    revision: str | None = Field(None, description="hub branch, tag or commit (default: the main branch)")
+    cache_dir: str | None = Field(None, description="hub cache folder (default: the hub library's own)")
     served_name: str | None = None
     dtype: str = "bfloat16"
     max_model_len: int = 2048
@@ -106,6 +112,10 @@ class ModelSpec(Strict):
     def _path_needed(self) -> ModelSpec:
         if self.source == "path" and not self.path:
             raise ValueError("model.source 'path' needs model.path")
+        if self.source == "hub" and not self.id:
+            raise ValueError("model.source 'hub' needs model.id (e.g. Qwen/Qwen3-0.6B)")
+        if self.source != "hub" and (self.id or self.revision):
+            raise ValueError("model.id and model.revision need model.source: hub")
         return self
 
 

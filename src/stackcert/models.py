@@ -1,7 +1,9 @@
 """Model resolution: a `ModelSpec` from a config or preset becomes files on disk (`ModelRef`).
 
 `source: demo` prepares (or reuses) the embedded Gemma-3-270M; `source: path` checks that a
-Hugging Face checkpoint folder is complete enough to serve: config.json, weights, tokenizer.
+Hugging Face checkpoint folder is complete enough to serve: config.json, weights, tokenizer;
+`source: hub` takes the snapshot of `model.id` from the local hub cache, or downloads it
+(`stackcert.hub`), then checks it the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ def resolve_model(spec: ModelSpec, *, progress: Progress | None = None) -> Model
         prepared = prepare_demo(progress=progress)
         folder, default_name = prepared.path, prepared.served_name
         own_template = prepared.manifest.has_chat_template
+    elif spec.source == "hub":
+        from stackcert.hub import fetch_model
+
+        snapshot = fetch_model(spec.id or "", hub=spec.hub, revision=spec.revision, cache_dir=spec.cache_dir)
+        folder = check_checkpoint(snapshot, where=f"model.id {spec.id}")
+        # The ID, as vLLM would announce a model given by ID (the snapshot folder is a commit hash).
+        default_name = spec.id or folder.name
+        own_template = has_chat_template(folder)
     else:
         folder = check_checkpoint(Path(spec.path or ""))
         default_name = folder.name
