@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ class FakeOpenAIServer:
         self.log_path = log_path
         self.requests = 0
         self.bodies: list[dict[str, Any]] = []
+        self.token_sent_at: list[float] = []  # the last request's token chunks, when they were sent
         self._dead = False
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
@@ -99,6 +101,7 @@ class FakeOpenAIServer:
         b = self.behaviour
         self.requests += 1
         n = self.requests
+        self.token_sent_at = []
         body = await request.json()
         self.bodies.append(body)
         chat = request.path.endswith("chat/completions")
@@ -125,6 +128,7 @@ class FakeOpenAIServer:
             if cont and b.send_usage:
                 chunk["usage"] = {"prompt_tokens": 3, "completion_tokens": sent}
             await self._send(resp, chunk)
+            self.token_sent_at.append(time.monotonic())  # when each token chunk really left
             if b.malformed_every and n % b.malformed_every == 0 and sent == 1:
                 await resp.write(b"data: {not json\n\n")
             if sent < max_tokens:
