@@ -235,6 +235,43 @@ def _compare_only(ref: Any, cand: Any, model: Any, work: Path) -> Any:
     return run_consistency(ref, cand, model, options=fault_options(), out_dir=work)
 
 
+# Precision floors of an envelope: what correct float32 builds differ by at least (reordered
+# reductions over a 262k vocabulary), so a panel that happened to agree exactly never sets a limit
+# of zero. bf16/fp16 panels measure far above them.
+FLOORS = {"mean_kl": 1e-6, "top1_disagreement": 0.005, "dlogprob_p99": 2e-4, "dlogprob_max": 1e-3}
+
+
+def envelopes(eq: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per dtype: the largest *upper confidence bound* of each check over the equivalent comparisons
+    (the largest difference their data are consistent with), the largest |Δ log-prob| and regret
+    (regret at least 2 × max |Δ log-prob|: the most a flipped near tie can cost), above the floors."""
+    out: dict[str, dict[str, Any]] = {}
+    for dtype in sorted({r["dtype"] for r in eq}):
+        grp = [r for r in eq if r["dtype"] == dtype]
+        env: dict[str, Any] = {}
+        for metric in ("mean_kl", "top1_disagreement", "dlogprob_p99"):
+            highs = [c["ci_high"] for r in grp for c in r["checks"] if c["metric"] == metric]
+            env[metric] = max([FLOORS[metric], *highs])
+        env["dlogprob_max"] = max([FLOORS["dlogprob_max"], *(r["dlogprob_max"] or 0.0 for r in grp)])
+        env["regret"] = max([2 * env["dlogprob_max"], *(r["max_regret"] for r in grp)])
+        env["comparisons"] = len(grp)
+        env["source"] = f"benchmarks/verdict_quality.py equivalence panel, {len(grp)} comparisons"
+        out[dtype] = env
+    return out
+
+
+def write_envelopes(path: Path, target: Path) -> None:
+    """Write the measured envelopes into the shipped tolerance table (other dtypes kept)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    table = json.loads(target.read_text())
+    day = time.strftime("%Y-%m-%d")
+    for dtype, env in envelopes([r for r in rows if r["panel"] == "equivalence"]).items():
+        env["source"] += f", measured {day} (docs/consistency.md)"
+        table["envelopes"][dtype] = env
+    target.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"wrote {target}")
+
+
 def analyse(path: Path) -> None:
     """Print the confusion matrix, the envelope and the fault detection table from the JSONL."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -265,15 +302,9 @@ def analyse(path: Path) -> None:
                 f"{r['dlogprob_p99']:.3f} | {r['dlogprob_max']:.3f} | {r['max_regret']:.3f} | "
                 f"{r['seconds']:.0f} |"
             )
-        for dtype in sorted({r["dtype"] for r in eq}):
-            grp = [r for r in eq if r["dtype"] == dtype]
-            env = {
-                k: max(r[k] or 0.0 for r in grp)
-                for k in ("mean_kl", "top1_disagreement", "dlogprob_p99", "dlogprob_max", "max_regret")
-            }
+        for dtype, env in envelopes(eq).items():
             print(
-                f"\nenvelope {dtype} (max over {len(grp)}): "
-                + ", ".join(f"{k} {v:.4g}" for k, v in env.items())
+                f"\nenvelope {dtype}: " + ", ".join(f"{k} {v:.4g}" for k, v in env.items() if k != "source")
             )
     if fa:
         print("\n| fault | status | tokens/logprobs/tasks | mean KL | p99 |Δlp| | culprits | probes | s |")
@@ -315,9 +346,16 @@ def main() -> int:
     ap.add_argument("--url", action="append", help="use a running server for a stack: NAME=URL")
     ap.add_argument("--quick", action="store_true", help="fault: three faults only")
     ap.add_argument("--analyse", type=Path, help="only print the table of an earlier JSONL")
+    ap.add_argument(
+        "--write-envelope",
+        action="store_true",
+        help="with --analyse: write the measured envelopes into stackcert's tolerance table",
+    )
     args = ap.parse_args()
     if args.analyse:
         analyse(args.analyse)
+        if args.write_envelope:
+            write_envelopes(args.analyse, Path("src/stackcert/consistency/data/tolerance.json"))
         return 0
     only = set(args.only.split(",")) if args.only else None
     if args.panel in ("equivalence", "all"):
