@@ -375,4 +375,4 @@ def test_cli_rereads_report_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as exc:
         main(["deliverables", str(tmp_path / "nope")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: no report.json at")
+    assert exc.value.code == 2 and len(err) == 1 and err[0].startswith("error: report.json does not exist")
