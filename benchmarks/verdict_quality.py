@@ -87,7 +87,9 @@ def _compare(ref: Any, cand: Any, model: Any, concurrency: int, work: Path) -> t
     return res, time.perf_counter() - t0
 
 
-def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str]) -> None:
+def equivalence(
+    out: Path, work: Path, only: set[str] | None, external: list[str], pick: set[int] | None = None
+) -> None:
     """Start the equivalent stacks once each and run every comparison of the panel."""
     from stackcert.config import StackSpec
     from stackcert.engines import launch_server
@@ -128,6 +130,8 @@ def equivalence(out: Path, work: Path, only: set[str] | None, external: list[str
         [("hf_b8", "hf_b8", 8), ("hf_b8", "hf_b8_eager", 8), ("hf_b8_eager", "hf_b8_eager", 4)],
         [("hf_sdpa", "hf_b8", 8), ("hf_b8", "hf_b4", 8)],
     ]
+    if pick:
+        groups = [g for i, g in enumerate(groups) if i in pick]
     if only:
         groups = [[p for p in g if {p[0], p[1]} <= only] for g in groups]
     running: dict[str, tuple[Any, Any, ExitStack]] = {}
@@ -343,6 +347,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--work", type=Path, default=Path("/tmp/stackcert-verdict-quality"))
     ap.add_argument("--only", help="equivalence: only comparisons among these stacks (comma list)")
+    ap.add_argument("--groups", help="equivalence: only these groups (0-based, comma list)")
     ap.add_argument("--url", action="append", help="use a running server for a stack: NAME=URL")
     ap.add_argument("--quick", action="store_true", help="fault: three faults only")
     ap.add_argument("--analyse", type=Path, help="only print the table of an earlier JSONL")
@@ -359,7 +364,8 @@ def main() -> int:
         return 0
     only = set(args.only.split(",")) if args.only else None
     if args.panel in ("equivalence", "all"):
-        equivalence(args.out, args.work, only, args.url or [])
+        pick = {int(g) for g in args.groups.split(",")} if args.groups else None
+        equivalence(args.out, args.work, only, args.url or [], pick)
     if args.panel in ("fault", "all"):
         faults(args.out, args.work, args.quick)
     analyse(args.out)
