@@ -97,7 +97,7 @@ class Ledger:
             (
                 r.id
                 for r in state.steps.values()
-                if r.status.done and r.result_file and not ledger._readable(r.result_file)
+                if r.status.done and r.result_file and not ledger._readable(r.id, r.result_file)
             ),
             None,
         )
@@ -143,12 +143,19 @@ class Ledger:
         except (OSError, ValueError):
             return None
 
-    def _readable(self, result_file: str) -> bool:
+    def _readable(self, step_id: str, result_file: str) -> bool:
+        """A result file the runner wrote for this step: JSON with our envelope, this step's kind and
+        this schema version. Valid JSON of another shape is damage too (never a stale PASS)."""
         path = self.run_dir / result_file
         try:
-            return isinstance(read_json(path), dict)
+            data = read_json(path)
         except (OSError, ValueError):
             return False
+        return (
+            isinstance(data, dict)
+            and data.get("schema_version") == SCHEMA_VERSION
+            and data.get("kind") in (None, step_id)
+        )
 
     def first_unfinished(self) -> str | None:
         return next((s.id for s in self.state.steps.values() if not s.status.done), None)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stackcert.jsonio import write_json_atomic
+from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.runner import PLAN
 from stackcert.status import Status
@@ -163,7 +163,7 @@ def test_a_damaged_step_file_is_run_again_with_every_later_step(tmp_path: Path) 
     ids = [step_id for step_id, _ in PLAN]
     for step_id in ids:
         ledger.start(step_id)
-        write_json_atomic(tmp_path / f"{step_id}.json", {"ok": True})
+        write_json_atomic(tmp_path / f"{step_id}.json", envelope(step_id, {"ok": True}))
         ledger.finish(step_id, Status.PASS, result_file=f"{step_id}.json")
     damaged = ids[3]
     (tmp_path / f"{damaged}.json").write_text('{"ok": tr')
@@ -172,3 +172,17 @@ def test_a_damaged_step_file_is_run_again_with_every_later_step(tmp_path: Path) 
     assert all(reopened.status(s) is Status.PENDING for s in ids[3:])
     assert "damaged" in reopened.get(damaged).reason
     assert json.loads((tmp_path / "state.json").read_text())["steps"][ids[-1]]["status"] == "pending"
+
+
+@pytest.mark.parametrize("shape", ['{"ok": true}', '[1, 2]', '{"schema_version": "0", "kind": "env"}'])
+def test_a_step_file_of_another_shape_is_damage_too(tmp_path: Path, shape: str) -> None:
+    ledger = Ledger.create(tmp_path, PLAN)
+    ids = [step_id for step_id, _ in PLAN]
+    for step_id in ids:
+        ledger.start(step_id)
+        write_json_atomic(tmp_path / f"{step_id}.json", envelope(step_id, {"ok": True}))
+        ledger.finish(step_id, Status.PASS, result_file=f"{step_id}.json")
+    (tmp_path / f"{ids[2]}.json").write_text(shape)  # valid JSON, but not what the runner wrote
+    reopened = Ledger.open(tmp_path)
+    assert [reopened.status(s) for s in ids[:2]] == [Status.PASS] * 2
+    assert all(reopened.status(s) is Status.PENDING for s in ids[2:])
