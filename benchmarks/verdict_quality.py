@@ -340,7 +340,10 @@ def analyse(path: Path) -> None:
                 for r in fa
                 if r["op"] == op and r["fault"].startswith("drift") and r["status"] != "pass"
             )
-            print(f"  {op}: {mags[0]:g}" if mags else f"  {op}: none detected (inside the envelope)")
+            runs = [r for r in fa if r["op"] == op and r["fault"].startswith("drift")]
+            tested = sorted(float(r["fault"].split(":")[1]) for r in runs)
+            found = f"{mags[0]:g}" if mags else "none detected (inside the envelope)"
+            print(f"  {op}: {found} (magnitudes run: {', '.join(f'{m:g}' for m in tested)})")
 
 
 def main() -> int:
