@@ -12,7 +12,7 @@ from stackcert.consistency.logprobs import LogprobStats
 from stackcert.consistency.stats import RuleSettings
 from stackcert.consistency.tasks import TaskComparison
 from stackcert.consistency.tokens import PromptComparison, TokenSettings, TokenSummary
-from stackcert.consistency.tolerance import Check, Envelope, ToleranceSettings
+from stackcert.consistency.tolerance import Check, Envelope, ToleranceSettings, combine_decisions
 from stackcert.diagnose.findings import Finding
 
 Phase = Literal["tokens", "logprobs", "tasks"]
@@ -91,8 +91,6 @@ class ConsistencyResult(BaseModel):
 
 
 def combine(statuses: Sequence[str]) -> Overall:
-    if "fail" in statuses:
-        return "fail"
-    if "retest" in statuses:
-        return "retest"
-    return "pass"
+    """Worst of several phase statuses: fail > retest (inconclusive) > pass."""
+    worst = combine_decisions(["inconclusive" if s == "retest" else s for s in statuses])  # type: ignore[misc]
+    return "retest" if worst == "inconclusive" else worst

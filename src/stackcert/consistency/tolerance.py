@@ -172,8 +172,4 @@ def judge_metric(
 
 def combine_decisions(decisions: Sequence[Decision]) -> Decision:
     """Worst of several decisions: fail > inconclusive > pass."""
-    if "fail" in decisions:
-        return "fail"
-    if "inconclusive" in decisions:
-        return "inconclusive"
-    return "pass"
+    return max(decisions, key=("pass", "inconclusive", "fail").index, default="pass")

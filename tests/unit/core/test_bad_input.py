@@ -158,13 +158,19 @@ def test_cli_ranges_are_usage_errors(tmp_path: Path) -> None:
     assert_one_line_usage(out, "--concurrency")
 
 
-def test_a_damaged_step_file_is_run_again_with_every_later_step(tmp_path: Path) -> None:
+def _finished_run(tmp_path: Path) -> list[str]:
+    """A run whose every step passed and saved its result the way the runner does."""
     ledger = Ledger.create(tmp_path, PLAN)
     ids = [step_id for step_id, _ in PLAN]
     for step_id in ids:
         ledger.start(step_id)
         write_json_atomic(tmp_path / f"{step_id}.json", envelope(step_id, {"ok": True}))
         ledger.finish(step_id, Status.PASS, result_file=f"{step_id}.json")
+    return ids
+
+
+def test_a_damaged_step_file_is_run_again_with_every_later_step(tmp_path: Path) -> None:
+    ids = _finished_run(tmp_path)
     damaged = ids[3]
     (tmp_path / f"{damaged}.json").write_text('{"ok": tr')
     reopened = Ledger.open(tmp_path)
@@ -174,14 +180,9 @@ def test_a_damaged_step_file_is_run_again_with_every_later_step(tmp_path: Path) 
     assert json.loads((tmp_path / "state.json").read_text())["steps"][ids[-1]]["status"] == "pending"
 
 
-@pytest.mark.parametrize("shape", ['{"ok": true}', '[1, 2]', '{"schema_version": "0", "kind": "env"}'])
+@pytest.mark.parametrize("shape", ['{"ok": true}', "[1, 2]", '{"schema_version": "0", "kind": "env"}'])
 def test_a_step_file_of_another_shape_is_damage_too(tmp_path: Path, shape: str) -> None:
-    ledger = Ledger.create(tmp_path, PLAN)
-    ids = [step_id for step_id, _ in PLAN]
-    for step_id in ids:
-        ledger.start(step_id)
-        write_json_atomic(tmp_path / f"{step_id}.json", envelope(step_id, {"ok": True}))
-        ledger.finish(step_id, Status.PASS, result_file=f"{step_id}.json")
+    ids = _finished_run(tmp_path)
     (tmp_path / f"{ids[2]}.json").write_text(shape)  # valid JSON, but not what the runner wrote
     reopened = Ledger.open(tmp_path)
     assert [reopened.status(s) for s in ids[:2]] == [Status.PASS] * 2
