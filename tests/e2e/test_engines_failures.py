@@ -200,8 +200,9 @@ def test_forced_port_already_taken(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         err, _ = start_fails("bind", tmp_path, StackSpec(name="fake", engine_args={"port": port}))
+    # Found before the engine is started (no model loading first): one located finding.
     assert err.findings[0].category == "port_in_use"
-    assert "address already in use" in err.findings[0].message.lower()
+    assert f"port {port}" in err.findings[0].message and "already in use" in err.findings[0].message
 
 
 def test_lost_port_race_is_retried_on_a_new_port(tmp_path: Path) -> None:
