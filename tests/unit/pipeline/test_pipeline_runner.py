@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import _thread
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -85,9 +86,15 @@ def test_skip_reason_records_skipped_without_running(pipe: Pipeline) -> None:
 
 
 def test_ctrl_c_puts_the_step_back_to_pending(pipe: Pipeline, tmp_path: Path) -> None:
-    threading.Timer(0.3, _thread.interrupt_main).start()
-    with pytest.raises(Interrupted) as err:
-        pipe.step("reference.bench", lambda: time.sleep(3) or Outcome(status=Status.PASS), 30)  # type: ignore[func-returns-value]
+    # Ctrl-C as the terminal delivers it: Python's default SIGINT handler (an earlier test in the same
+    # process may have left another one, e.g. an imported engine library), then a real SIGINT.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(Interrupted) as err:
+            pipe.step("reference.bench", lambda: time.sleep(10) or Outcome(status=Status.PASS), 30)  # type: ignore[func-returns-value]
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert err.value.step == "reference.bench"
     led = Ledger.open(tmp_path)
     assert led.status("reference.bench") is Status.PENDING and led.first_unfinished() == "env"
