@@ -259,6 +259,10 @@ PARENT = textwrap.dedent(
 )
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_startup_stops_the_engine(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     code = PARENT.replace('"serve"', '"stall"')
@@ -267,6 +271,10 @@ def test_ctrl_c_during_startup_stops_the_engine(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A terminal's Ctrl-C reaches a program whose SIGINT is the default. An ignored SIGINT is
+        # inherited across exec, and an earlier test of this session may leave the test process
+        # ignoring it (measured: then the parent never sees KeyboardInterrupt), so reset it.
+        preexec_fn=_default_sigint,
     )
     try:
         # The parent's own command line carries the marker too: wait for an engine beside it.
