@@ -184,33 +184,38 @@ def _kind(value: Any) -> str:
 
 
 # -- bounded reads (httpx) -------------------------------------------------------------------------
+class _CappedBody:
+    """The parts of a body read so far, refusing more than `cap` bytes or reading past `deadline`
+    (one rule for the sync and the async reader)."""
+
+    def __init__(self, cap: int, deadline: float | None) -> None:
+        self.cap, self.deadline, self.size = cap, deadline, 0
+        self.parts: list[bytes] = []
+
+    def add(self, part: bytes) -> None:
+        self.size += len(part)
+        if self.size > self.cap:
+            raise BadAnswer(f"answer body over the {mib(self.cap)} limit")
+        self.parts.append(part)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise TimeoutError
+
+
 async def aread_capped(resp: httpx.Response, cap: int, deadline: float | None = None) -> bytes:
     """The (decoded) body of a streamed httpx response, at most `cap` bytes (BadAnswer beyond),
     read before `deadline` (time.monotonic; TimeoutError after)."""
-    parts: list[bytes] = []
-    size = 0
+    body = _CappedBody(cap, deadline)
     async for part in resp.aiter_bytes():
-        size += len(part)
-        if size > cap:
-            raise BadAnswer(f"answer body over the {mib(cap)} limit")
-        parts.append(part)
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError
-    return b"".join(parts)
+        body.add(part)
+    return b"".join(body.parts)
 
 
 def read_capped(resp: httpx.Response, cap: int, deadline: float | None = None) -> bytes:
     """Synchronous `aread_capped`."""
-    parts: list[bytes] = []
-    size = 0
+    body = _CappedBody(cap, deadline)
     for part in resp.iter_bytes():
-        size += len(part)
-        if size > cap:
-            raise BadAnswer(f"answer body over the {mib(cap)} limit")
-        parts.append(part)
-        if deadline is not None and time.monotonic() > deadline:
-            raise TimeoutError
-    return b"".join(parts)
+        body.add(part)
+    return b"".join(body.parts)
 
 
 def split_lines(buffer: bytearray, data: bytes, line_cap: int) -> Iterator[bytes]:
