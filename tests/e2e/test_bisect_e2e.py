@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 from stackcert.config import OperatorSelection, StackSpec, load_preset
-from stackcert.diagnose.findings import Finding
 from stackcert.diagnose.probe import WorkerProbe, run_bisect
 from stackcert.diagnose.probe_worker import WorkerSpec
 from stackcert.engines.base import ModelRef
-from stackcert.testing import fault_ops
+from stackcert.evidence.findings import Finding
+from stackcert.oplibs import fault_ops
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ import psutil
 import pytest
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Layer
 from stackcert.engines import EngineStartError, ModelRef, ServerTimeouts, launch_server
 from stackcert.engines.client import RequestError, post_json
 from stackcert.errors import ExitCode
+from stackcert.evidence.findings import Layer
 
 pytestmark = pytest.mark.e2e
 FAKE = str(Path(__file__).with_name("fake_engine.py"))

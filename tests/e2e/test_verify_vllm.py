@@ -14,10 +14,10 @@ import pytest
 
 from stackcert.config import load_preset
 from stackcert.diagnose.diff import Conclusion
-from stackcert.diagnose.findings import Component, Layer
+from stackcert.diagnose.verify import flagrelease_export, run_verify
 from stackcert.engines.base import ModelRef, Server
+from stackcert.evidence.findings import Component, Layer
 from stackcert.smoke import SmokeOptions
-from stackcert.smoke.verify import flagrelease_export, run_verify
 from stackcert.status import Status
 
 pytestmark = pytest.mark.e2e

@@ -17,10 +17,10 @@ import pytest
 
 from stackcert.config import load_preset
 from stackcert.diagnose import answers
-from stackcert.diagnose.findings import Component, Layer
 from stackcert.diagnose.vllm_probe import run_vllm_bisect
 from stackcert.engines import EngineStartError, ModelRef, Server, launch_server
-from stackcert.testing import fault_ops
+from stackcert.evidence.findings import Component, Layer
+from stackcert.oplibs import fault_ops
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

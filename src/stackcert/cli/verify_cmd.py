@@ -76,8 +76,8 @@ def verify(
     json_out: JsonFlag = False,
 ) -> None:
     """Smoke reference and candidate (always both), diff the runs: conclusion, component, stack to use."""
+    from stackcert.diagnose.verify import flagrelease_export, run_verify
     from stackcert.smoke import SmokeOptions
-    from stackcert.smoke.verify import flagrelease_export, run_verify
 
     loaded = load_preset(preset)
     # (the preset names its roles: `verify --preset demo` needs no more)

@@ -30,9 +30,9 @@ from stackcert.answers import (
     opt_str,
     safe_str,
 )
-from stackcert.diagnose.findings import Component, Finding, Layer
-from stackcert.diagnose.signature import signature
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Component, Finding, Layer
+from stackcert.evidence.signature import signature
 from stackcert.secrets import auth_headers
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ from stackcert.consistency.stats import RuleSettings
 from stackcert.consistency.tasks import TaskComparison
 from stackcert.consistency.tokens import PromptComparison, TokenSettings, TokenSummary
 from stackcert.consistency.tolerance import Check, Envelope, ToleranceSettings, combine_decisions
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 
 Phase = Literal["tokens", "logprobs", "tasks"]
 Overall = Literal["pass", "fail", "retest"]

@@ -16,9 +16,9 @@ from stackcert.consistency.options import (
 )
 from stackcert.consistency.phases import Sides, logprob_phase, task_phase, tokens_phase
 from stackcert.consistency.tokens import FAILING, PromptComparison
-from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.jsonio import envelope, now_iso, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 from stackcert.secrets import auth_headers
 
 

@@ -11,8 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from stackcert.diagnose.findings import Component, Finding, Severity
-from stackcert.diagnose.signature import normalise
+from stackcert.evidence.findings import Component, Finding, Severity
+from stackcert.evidence.signature import normalise
 from stackcert.smoke.models import SmokeResult
 from stackcert.status import Status
 

@@ -26,12 +26,12 @@ from typing import Any
 
 from stackcert.config import OperatorSelection, StackSpec
 from stackcert.diagnose.bisect import BisectResult, ProbeOutcome, bisect_operators
-from stackcert.diagnose.findings import Finding
 from stackcert.diagnose.probe_worker import WorkerSpec
 from stackcert.engines import operators
 from stackcert.engines.base import ModelRef
 from stackcert.engines.process import ManagedProcess
 from stackcert.errors import EngineError, UsageError
+from stackcert.evidence.findings import Finding
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 

@@ -24,10 +24,10 @@ from typing import Any
 from stackcert.config import StackSpec
 from stackcert.diagnose import answers as ans
 from stackcert.diagnose.bisect import BisectResult, ProbeOutcome, bisect_operators
-from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
+from stackcert.evidence.signature import signature
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 

@@ -17,8 +17,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import (
     Completion,
     EngineStartError,
@@ -29,6 +27,8 @@ from stackcert.engines.base import (
     ServerTimeouts,
 )
 from stackcert.errors import ExitCode
+from stackcert.evidence.findings import Component, Finding, Layer
+from stackcert.evidence.signature import signature
 from stackcert.progress import Progress
 
 __all__ = [

@@ -12,8 +12,8 @@ from typing import Protocol
 from pydantic import BaseModel, Field
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Finding
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Finding
 
 
 class ModelRef(BaseModel):

@@ -6,10 +6,10 @@ from typing import Any
 
 import httpx
 
-from stackcert.diagnose.findings import Component, Finding, Layer
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import Server
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Component, Finding, Layer
+from stackcert.evidence.signature import signature
 from stackcert.secrets import auth_headers
 
 

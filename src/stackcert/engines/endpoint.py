@@ -19,10 +19,10 @@ import httpx
 
 from stackcert.answers import LIMITS, BadAnswer, clean, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import EngineStartError, ModelRef, ServerInfo, ServerTimeouts
 from stackcert.errors import ExitCode
+from stackcert.evidence.findings import Component, Finding, Layer
+from stackcert.evidence.signature import signature
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.secrets import forget_key, register_key
 

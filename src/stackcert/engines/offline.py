@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Layer
-from stackcert.diagnose.logscan import scan_log
 from stackcert.engines.base import Completion, ModelRef, OfflineResult
 from stackcert.engines.process import run_command
 from stackcert.engines.server import event_finding
 from stackcert.errors import UsageError
+from stackcert.evidence.findings import Layer
+from stackcert.evidence.logscan import scan_log
 
 MODULES = {"vllm": "stackcert.engines.vllm_offline", "transformers": "stackcert.engines.hf_offline"}
 

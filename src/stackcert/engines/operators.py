@@ -10,7 +10,7 @@ Libraries:
 - ``flag_gems``: FlagGems (``flag_gems.enable(lib=..., unused=exclude)`` or
   ``flag_gems.only_enable(lib=..., include=...)``; names are FlagGems function names such as
   ``mm``, ``softmax``, ``rms_norm``; aten keys such as ``_softmax`` are accepted and mapped);
-- ``fault_ops``: stackcert's TEST FIXTURE library (:mod:`stackcert.testing.fault_ops`).
+- ``fault_ops``: stackcert's TEST FIXTURE library (:mod:`stackcert.oplibs.fault_ops`).
 
 Calling ``apply`` again replaces the earlier selection (each selection lives in its own
 ``torch.library.Library``, destroyed on the next call or by :func:`reset`).
@@ -43,7 +43,7 @@ def _did_you_mean(names: Iterable[str], known: Iterable[str], *, library: str, w
 def known_operators(library: str) -> list[str]:
     """The operator names a library accepts in include / exclude."""
     if library == "fault_ops":
-        from stackcert.testing import fault_ops
+        from stackcert.oplibs import fault_ops
 
         return list(fault_ops.ALL_OPS)
     gems = _import_gems()
@@ -95,7 +95,7 @@ def _apply_gems(selection: OperatorSelection) -> list[str]:
 
 
 def _apply_fault_ops(selection: OperatorSelection) -> list[str]:
-    from stackcert.testing import fault_ops
+    from stackcert.oplibs import fault_ops
 
     try:
         return fault_ops.enable(selection.include, selection.exclude, selection.faults)
@@ -123,7 +123,7 @@ def validate(selection: OperatorSelection) -> None:
         else:
             _did_you_mean(names, known, library=selection.library, what=what)
     if selection.library == "fault_ops":
-        from stackcert.testing import fault_ops
+        from stackcert.oplibs import fault_ops
 
         for op, kind in selection.faults.items():
             try:
@@ -165,5 +165,5 @@ def reset() -> None:
         _GEMS_LIB = None
     import sys
 
-    if "stackcert.testing.fault_ops" in sys.modules:
-        sys.modules["stackcert.testing.fault_ops"].disable()
+    if "stackcert.oplibs.fault_ops" in sys.modules:
+        sys.modules["stackcert.oplibs.fault_ops"].disable()

@@ -20,13 +20,13 @@ import httpx
 
 from stackcert.answers import LIMITS, BadAnswer, json_content, loads, model_ids, read_capped
 from stackcert.config import StackSpec
-from stackcert.diagnose.classify import match_rule
-from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
-from stackcert.diagnose.logscan import fatal_line, read_lines, scan_log
-from stackcert.diagnose.signature import signature, strip_log_prefix
 from stackcert.engines.base import EngineStartError, ServerInfo, ServerTimeouts
 from stackcert.engines.process import ManagedProcess
 from stackcert.errors import ExitCode
+from stackcert.evidence.classify import match_rule
+from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
+from stackcert.evidence.logscan import fatal_line, read_lines, scan_log
+from stackcert.evidence.signature import signature, strip_log_prefix
 from stackcert.progress import NullProgress, Progress
 
 STEP = "launch"

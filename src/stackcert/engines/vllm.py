@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Layer
 from stackcert.engines import engine_ops
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
 from stackcert.engines.server import (
@@ -28,6 +27,7 @@ from stackcert.engines.server import (
     require_free_port,
     substitute_port,
 )
+from stackcert.evidence.findings import Component, Layer
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
 

@@ -197,7 +197,7 @@ def _vllm_bisect(ctx: RunContext) -> Outcome:
         progress=ctx.progress,
     )
     data = json.loads((ctx.run_dir / "bisect.json").read_text(encoding="utf-8"))
-    from stackcert.diagnose.findings import Finding
+    from stackcert.evidence.findings import Finding
 
     findings = [Finding.model_validate(f) for f in data.get("findings", [])]
     payload = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
@@ -236,7 +236,7 @@ def bisect_step(ctx: RunContext) -> Outcome:
 
 
 def _candidate_findings(ctx: RunContext) -> list[Any]:
-    from stackcert.diagnose.findings import Finding
+    from stackcert.evidence.findings import Finding
 
     out = []
     for step in ("candidate.serve", "candidate.smoke"):

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import EngineStartError
 from stackcert.errors import EngineError
+from stackcert.evidence.findings import Component, Finding, Layer
+from stackcert.evidence.signature import signature
 from stackcert.pipeline.libs import Outcome
 from stackcert.pipeline.steps import OPERATOR_COMPONENTS, RunContext
 from stackcert.status import Status

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 from stackcert.status import Status
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 from stackcert.jsonio import now_iso, write_json_atomic
 from stackcert.pipeline.libs import Outcome
 from stackcert.pipeline.steps import ROLES, RunContext

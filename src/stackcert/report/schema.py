@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from stackcert import SCHEMA_VERSION, __version__
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 from stackcert.pipeline.ledger import StepRecord
 from stackcert.pipeline.verdict import VerdictResult
 

@@ -27,7 +27,7 @@ from stackcert.answers import (
     most_tokens,
     opt_str,
 )
-from stackcert.diagnose.findings import Layer
+from stackcert.evidence.findings import Layer
 from stackcert.smoke.models import CheckResult, SmokeOptions, SmokePrompt
 from stackcert.smoke.quality import text_problems
 from stackcert.smoke.wire import CheckFailed, malformed, request_json, request_text, stream_events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 from stackcert.status import Status
 
 # Worst first: the status of a group of checks is the worst status among them.

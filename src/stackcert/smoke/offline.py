@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer, Severity
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import ModelRef, OfflineResult
 from stackcert.errors import EngineError, StepTimeout
+from stackcert.evidence.findings import Component, Finding, Layer, Severity
+from stackcert.evidence.signature import signature
 from stackcert.progress import Progress
 from stackcert.smoke.models import CheckResult, PhaseResult, SmokeOptions
 from stackcert.smoke.quality import text_problems

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer, Severity
-from stackcert.diagnose.signature import signature
 from stackcert.engines.base import ModelRef, Server, ServerTimeouts
 from stackcert.errors import EngineError, StepTimeout
+from stackcert.evidence.findings import Component, Finding, Layer, Severity
+from stackcert.evidence.signature import signature
 from stackcert.jsonio import envelope, now_iso, read_json, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 from stackcert.secrets import auth_headers

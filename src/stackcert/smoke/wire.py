@@ -21,7 +21,7 @@ from stackcert.answers import (
     json_content,
     loads,
 )
-from stackcert.diagnose.findings import Layer
+from stackcert.evidence.findings import Layer
 
 
 class CheckFailed(Exception):

@@ -13,7 +13,7 @@ from stackcert.config import OperatorSelection
 from stackcert.diagnose.probe_worker import operator_from_exception
 from stackcert.engines import operators
 from stackcert.errors import UsageError
-from stackcert.testing import fault_ops
+from stackcert.oplibs import fault_ops
 
 
 @pytest.fixture(autouse=True)
@@ -139,7 +139,7 @@ def test_operator_from_exception() -> None:
 def test_drift_magnitude_is_a_parameter_of_the_fault() -> None:
     import torch
 
-    from stackcert.testing import fault_ops
+    from stackcert.oplibs import fault_ops
 
     assert fault_ops.parse_fault("drift") == ("drift", fault_ops.DRIFT)
     assert fault_ops.parse_fault("drift:1e-3") == ("drift", 1e-3)

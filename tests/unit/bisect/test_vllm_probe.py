@@ -9,13 +9,13 @@ from pathlib import Path
 from stackcert.config import OperatorSelection, StackSpec
 from stackcert.diagnose import answers
 from stackcert.diagnose.bisect import ProbeOutcome, bisect_operators
-from stackcert.diagnose.findings import Component, Finding, Layer, LogExcerpt
 from stackcert.diagnose.vllm_probe import (
     culprit_finding,
     excluding,
     operator_from_findings,
     operator_in_text,
 )
+from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
 
 REF = [
     answers.Answer(prompt="p", tokens=[1, 2, 3], top=[{1: -0.1, 9: -2.5}, {2: -0.2, 7: -0.3}, {3: -0.1}]),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackcert.diagnose.classify import classify, component_from_frames, extract_operator
-from stackcert.diagnose.findings import Component, Layer
-from stackcert.diagnose.logscan import fatal_line, parse_tracebacks, scan_lines, scan_log
-from stackcert.diagnose.signature import normalise, strip_log_prefix
+from stackcert.evidence.classify import classify, component_from_frames, extract_operator
+from stackcert.evidence.findings import Component, Layer
+from stackcert.evidence.logscan import fatal_line, parse_tracebacks, scan_lines, scan_log
+from stackcert.evidence.signature import normalise, strip_log_prefix
 
 FIX = Path(__file__).with_name("fixtures")
 SITE = "/work/main/.venv/lib/python3.11/site-packages"

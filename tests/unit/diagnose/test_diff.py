@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stackcert.diagnose.diff import Conclusion, Recommended, diff_runs
-from stackcert.diagnose.findings import Component, Finding, Layer, Severity
+from stackcert.evidence.findings import Component, Finding, Layer, Severity
 from stackcert.smoke.models import CheckResult, PhaseResult, SmokeResult
 from stackcert.status import Status
 

@@ -12,7 +12,7 @@ import pytest
 
 from stackcert.config import OperatorSelection, StackSpec
 from stackcert.engines import engine_ops, vllm_plugin
-from stackcert.testing import fault_ops
+from stackcert.oplibs import fault_ops
 
 
 def stack(**sel: object) -> StackSpec:

@@ -17,8 +17,8 @@ import pytest
 
 from stackcert.config import StackSpec
 from stackcert.diagnose import answers
-from stackcert.diagnose.findings import Finding
 from stackcert.engines.base import EngineStartError, ModelRef
+from stackcert.evidence.findings import Finding
 from stackcert.pipeline import analysis
 from stackcert.pipeline.config import from_preset
 from stackcert.pipeline.ledger import Ledger

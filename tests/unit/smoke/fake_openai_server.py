@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Finding
+from stackcert.evidence.findings import Finding
 
 
 def _free_port() -> int:

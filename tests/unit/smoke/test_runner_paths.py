@@ -11,8 +11,8 @@ import pytest
 
 import stackcert.engines as engines
 from stackcert.config import StackSpec
-from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.engines.base import Completion, EngineStartError, ModelRef, OfflineResult
+from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.smoke import SmokeOptions, run_smoke
 from stackcert.status import Status
 

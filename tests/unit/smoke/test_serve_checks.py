@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
-from stackcert.diagnose.findings import Layer
 from stackcert.engines.base import ModelRef
+from stackcert.evidence.findings import Layer
 from stackcert.jsonio import read_json
 from stackcert.smoke import SmokeOptions, run_smoke
 from stackcert.smoke.models import SmokeResult

@@ -9,11 +9,11 @@ from fake_openai_server import FakeOpenAIServer
 
 from stackcert.config import StackSpec
 from stackcert.diagnose.diff import Conclusion
+from stackcert.diagnose.verify import flagrelease_export, run_verify
 from stackcert.engines.base import ModelRef
 from stackcert.errors import ExitCode, UsageError
 from stackcert.jsonio import read_json
 from stackcert.smoke import SmokeOptions
-from stackcert.smoke.verify import flagrelease_export, run_verify
 from stackcert.status import Status
 
 OPTS = SmokeOptions(offline=False, request_timeout_s=2.0, concurrency=2)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from stackcert.diagnose.findings import Component, Layer
+from stackcert.evidence.findings import Component, Layer
 
 # Path fragment -> component. Checked in order; the first match of a frame wins.
 _FRAME_COMPONENTS: list[tuple[str, Component]] = [
-    ("stackcert/testing/fault_ops", Component.OPS_FIXTURE),
+    ("stackcert/oplibs/fault_ops", Component.OPS_FIXTURE),
     ("/flag_gems/", Component.FLAG_GEMS),
     ("/flagtree/", Component.TRITON),
     ("/triton/", Component.TRITON),

@@ -146,7 +146,7 @@ def check_names(names: Iterable[str], *, what: str) -> None:
     for n in names:
         if n not in OPS:
             close = difflib.get_close_matches(n, ALL_OPS, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else "see stackcert.testing.fault_ops.ALL_OPS"
+            hint = f"did you mean '{close[0]}'?" if close else "see stackcert.oplibs.fault_ops.ALL_OPS"
             raise FaultOpsError(f"unknown fault_ops operator '{n}' in {what}; {hint}")
 
 

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from stackcert.config import StackSpec
 from stackcert.diagnose.diff import Conclusion, DiffAnalysis, diff_runs
-from stackcert.diagnose.findings import Component, Finding, Layer
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import ExitCode, UsageError
+from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.jsonio import envelope, now_iso, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 from stackcert.smoke.models import PhaseResult, SmokeOptions, SmokeResult

@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stackcert.diagnose.classify import Rule, classify, extract_operator, match_rule
-from stackcert.diagnose.findings import Finding, LogExcerpt
-from stackcert.diagnose.signature import LOG_PREFIX, signature, strip_log_prefix
+from stackcert.evidence.classify import Rule, classify, extract_operator, match_rule
+from stackcert.evidence.findings import Finding, LogExcerpt
+from stackcert.evidence.signature import LOG_PREFIX, signature, strip_log_prefix
 
 _FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)')
 _EXC = re.compile(

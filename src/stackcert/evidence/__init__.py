@@ -1,0 +1,1 @@
+"""Evidence: the vocabulary every layer shares — findings, error signatures, log scanning, classification."""

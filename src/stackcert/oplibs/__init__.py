@@ -1,0 +1,1 @@
+"""Operator libraries stackcert ships: fault_ops plants known faults (a named fake)."""

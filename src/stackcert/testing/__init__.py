@@ -1,1 +1,0 @@
-"""Test fixtures that ship with the package (fakes, named as such)."""
