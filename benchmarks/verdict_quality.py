@@ -38,7 +38,7 @@ ACTIVE_OPS = (*DRIFT_OPS, "pow", "mean", "tanh", "sdpa")
 def panel_options() -> Any:
     """The demo preset's consistency options (what `stackcert run --preset demo` uses)."""
     from stackcert.consistency import ConsistencyOptions
-    from stackcert.pipeline.config import from_preset
+    from stackcert.runmodel.config import from_preset
 
     return ConsistencyOptions.model_validate(from_preset("demo").phases.consistency.options)
 
@@ -94,7 +94,7 @@ def equivalence(
     from stackcert.config import StackSpec
     from stackcert.engines import launch_server
     from stackcert.models import resolve_model
-    from stackcert.pipeline.config import from_preset
+    from stackcert.runmodel.config import from_preset
 
     cfg = from_preset("demo")
     model = resolve_model(cfg.model)
@@ -214,7 +214,7 @@ def faults(out: Path, work: Path, quick: bool) -> None:
                     run_dir=work / f"fault-{i}",
                     timeout_per_probe=120,
                     logprob_tol=tol,
-                )
+                ).result
                 culprits = bis.culprits
                 row.update(
                     {"bisect": bis.status, "probes": bis.probes_used, "bisect_s": time.perf_counter() - b0}

@@ -73,7 +73,8 @@ def test_single_planted_fault_is_found(
     model: ModelRef, worker: WorkerProbe, tmp_path: Path, faults: dict[str, str], category: set[str]
 ) -> None:
     ref, cand = stacks(faults)
-    res = run_bisect(ref, cand, model, run_dir=tmp_path, timeout_per_probe=120, worker=worker)
+    report = run_bisect(ref, cand, model, run_dir=tmp_path, timeout_per_probe=120, worker=worker)
+    res = report.result
     assert res.status == "found", res.message
     assert res.culprits == list(faults) and res.exclude == list(faults)
     assert res.verified and res.probes_used <= LIMIT
@@ -81,7 +82,7 @@ def test_single_planted_fault_is_found(
     assert failing and failing <= category
     assert res.candidate is not None and res.candidate.operators is not None
     assert res.candidate.operators.exclude == list(faults)
-    saved = json.loads((tmp_path / "bisect.json").read_text())
+    saved = json.loads(report.model_dump_json())  # what the pipeline writes as bisect.json
     assert saved["result"]["culprits"] == list(faults)
     assert saved["worker_starts"] == 0  # the shared worker served every probe, crashes included
     recorded = sorted((tmp_path / "bisect" / "operators").glob("probe-*-operators.json"))
@@ -91,7 +92,9 @@ def test_single_planted_fault_is_found(
 def test_two_culprits_and_traceback_fast_path(model: ModelRef, worker: WorkerProbe, tmp_path: Path) -> None:
     ref, cand = stacks({"gelu": "crash", "embedding": "nan"})
     hint = [Finding(step="verify", category="kernel_error", message="boom", operator="gelu")]
-    res = run_bisect(ref, cand, model, run_dir=tmp_path, findings=hint, timeout_per_probe=120, worker=worker)
+    res = run_bisect(
+        ref, cand, model, run_dir=tmp_path, findings=hint, timeout_per_probe=120, worker=worker
+    ).result
     assert res.status == "found", res.message
     assert sorted(res.culprits) == ["embedding", "gelu"]
     assert sorted(res.exclude) == ["embedding", "gelu"]

@@ -29,7 +29,11 @@ def test_keyed_endpoint_passes_smoke_bench_and_consistency(
     upstream = vllm_eager_server.base_url
     with keyed(upstream, model, run_dir / "a") as server, keyed(upstream, model, run_dir / "b") as twin:
         smoke = run_smoke(
-            server.stack, model, run_dir=run_dir, server=server, options=SmokeOptions(offline=False)
+            server.stack,
+            model,
+            folder=run_dir / "stacks" / server.stack.name,
+            server=server,
+            options=SmokeOptions(offline=False),
         )
         profile = Profile(name="keyed", input_len=16, output_len=8, num_prompts=4, concurrency=[2], warmup=1)
         bench = run_bench(server, model, [profile], out_dir=run_dir / "bench")

@@ -25,7 +25,9 @@ def test_smoke_eager_stack_passes_offline_and_serve(
 ) -> None:
     stack = load_preset("demo").stack("eager")
     options = SmokeOptions(max_tokens=12, concurrency=3, request_timeout_s=180)
-    result = run_smoke(stack, demo_model_ref, run_dir=tmp_path, server=vllm_eager_server, options=options)
+    result = run_smoke(
+        stack, demo_model_ref, folder=tmp_path / "stacks" / "eager", server=vllm_eager_server, options=options
+    )
 
     assert result.status == Status.PASS, [f.located() for f in result.findings]
     offline = {c.name: c.status for c in result.phase_a_offline.checks}
@@ -48,5 +50,5 @@ def test_smoke_eager_stack_passes_offline_and_serve(
     assert [c["prompt"] for c in offline] == [p.prompt for p in options.prompts]
     assert "19" in offline[0]["text"]
     assert len(offline[0]["token_ids"]) == 12 and offline[0]["finish_reason"] == "length"
-    saved = read_json(tmp_path / "stacks" / "eager" / "smoke.json")
-    assert saved["kind"] == "smoke" and saved["status"] == "pass" and saved["engine"] == "vllm"
+    saved = result.model_dump(mode="json")  # what the pipeline writes as smoke.json
+    assert saved["status"] == "pass" and saved["engine"] == "vllm"

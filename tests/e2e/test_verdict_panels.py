@@ -110,5 +110,7 @@ def test_planted_drift_does_not_pass_and_bisection_names_it(
     from stackcert.consistency.tolerance import probe_tolerance
 
     tol = probe_tolerance(fp32_model.dtype)  # the same envelope the gate judged with
-    result = run_bisect(preset.stack("native"), faulty, fp32_model, run_dir=tmp_path / "b", logprob_tol=tol)
+    result = run_bisect(
+        preset.stack("native"), faulty, fp32_model, run_dir=tmp_path / "b", logprob_tol=tol
+    ).result
     assert result.culprits == [op], result.message

@@ -62,7 +62,7 @@ def test_vllm_bisect_names_planted_crash(
         pass
     assert any("planted kernel failure in operator 'mul'" in (f.message or "") for f in err.value.findings)
     t0 = time.monotonic()
-    result = run_vllm_bisect(
+    report = run_vllm_bisect(
         load_preset("fault-vllm").stack("native"),
         stack,
         demo_model_ref,
@@ -72,13 +72,14 @@ def test_vllm_bisect_names_planted_crash(
         candidate_dir=cand_dir,
     )
     wall = time.monotonic() - t0
+    result = report.result
     n = len(result.active_ops)
     assert n == len(fault_ops.ALL_OPS)
     assert result.status == "found" and result.verified
     assert result.culprits == ["mul"] and result.exclude == ["mul"]
     assert result.probes_used <= math.ceil(math.log2(n)) + 2
     assert result.log[0].purpose == "traceback fast path"
-    data = json.loads((tmp_path / "bisect.json").read_text())
+    data = json.loads(report.model_dump_json())  # what the pipeline writes as bisect.json
     assert data["engine_starts"] == result.probes_used
     finding = data["findings"][0]
     assert finding["operator"] == "mul"

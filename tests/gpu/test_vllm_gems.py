@@ -43,7 +43,7 @@ def _out(tmp_path: Path) -> Path:
 
 
 def _config(exclude: list[str], *, bench: bool, consistency: bool) -> dict[str, Any]:
-    from stackcert.pipeline.config import from_preset
+    from stackcert.runmodel.config import from_preset
 
     cfg = from_preset("gpu").model_dump(mode="json")
     cfg["name"] = "gpu-gems" + ("-no-" + "-".join(exclude) if exclude else "")

@@ -4,7 +4,7 @@ concurrency matrix, a CPU demo), user profiles from YAML, and scaling to what a 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -73,6 +73,39 @@ class Profile(BaseModel):
         if self.prompts_per_concurrency and concurrency:
             return max(self.num_prompts, self.prompts_per_concurrency * concurrency)
         return self.num_prompts
+
+
+class ProfileOverrides(BaseModel):
+    """Values a run config sets on every profile it runs (`phases.bench.options`); unset keys keep theirs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Literal["random", "sharegpt", "prefix"] | None = None
+    input_len: int | None = Field(None, ge=1)
+    output_len: int | None = Field(None, ge=1)
+    range_ratio: float | None = Field(None, ge=0.0, lt=1.0)
+    prefix_len: int | None = Field(None, ge=0)
+    num_prompts: int | None = Field(None, ge=1)
+    prompts_per_concurrency: int | None = Field(None, ge=1)
+    concurrency: list[Annotated[int, Field(ge=1)]] | None = None
+    request_rate: list[Annotated[float, Field(gt=0)]] | None = None
+    max_concurrency: int | None = Field(None, ge=1)
+    burstiness: float | None = Field(None, gt=0.0)
+    warmup: int | None = Field(None, ge=0)
+    repeats: int | None = Field(None, ge=1)
+    discard_first: bool | None = None
+    endpoint: Literal["completions", "chat"] | None = None
+    ignore_eos: bool | None = None
+    percentiles: list[float] | None = None
+    seed: int | None = None
+    timeout_s: float | None = Field(None, gt=0)
+
+    def apply(self, profile: Profile) -> Profile:
+        """The profile with these values set, checked again as a whole (ValidationError when it clashes)."""
+        update = self.model_dump(exclude_none=True)
+        if not update:
+            return profile
+        return Profile.model_validate({**profile.model_dump(), **update})
 
 
 class ProfileFile(BaseModel):

@@ -6,6 +6,8 @@ import itertools
 
 from pydantic import BaseModel, Field
 
+from stackcert.evidence.findings import Finding
+
 
 class RequestRecord(BaseModel):
     """One request as the client saw it. Requests never raise: a failure is a record with `error`.
@@ -136,5 +138,5 @@ class BenchResult(BaseModel):
     points: list[PointResult] = Field(default_factory=list)
     records_path: str | None = None
     log_excerpt: str | None = None
-    findings: list[dict[str, object]] = Field(default_factory=list)
+    findings: list[Finding] = Field(default_factory=list)
     duration_s: float = 0.0

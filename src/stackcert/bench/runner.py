@@ -24,7 +24,6 @@ from stackcert.bench.transport import bench_loop, gc_paused
 from stackcert.bench.writer import RecordWriter
 from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import EngineError
-from stackcert.jsonio import envelope, now_iso, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 from stackcert.secrets import key_for, redact_url
 from stackcert.status import Status
@@ -192,7 +191,7 @@ async def run_bench_async(
         tokenizer=tok_path,
         records_path=str(writer.path),
     )
-    started, t_start = now_iso(), time.perf_counter()
+    t_start = time.perf_counter()
     try:
         await _run_profiles(srv, base_url, served, api_key, tok, profiles, limits, writer, prog, result)
     finally:
@@ -200,10 +199,7 @@ async def run_bench_async(
         result.duration_s = time.perf_counter() - t_start
         if srv is not None and result.status == Status.CRASH.value:
             result.log_excerpt = _log_excerpt(srv.log_path)
-            result.findings = [f.model_dump(mode="json") for f in srv.findings()]
-        write_json_atomic(
-            out_dir / "bench.json", envelope("bench", result.model_dump(mode="json"), started=started)
-        )
+            result.findings = list(srv.findings())
     return result
 
 
@@ -302,7 +298,8 @@ def run_bench(
     api_key: str | None = None,
 ) -> BenchResult:
     """Benchmark a running server (a Server or a base URL) with the given profiles; never raises for
-    failed requests (they are counted in the result); writes requests.jsonl and bench.json in out_dir."""
+    failed requests (they are counted in the result); writes requests.jsonl in out_dir
+    (the caller writes the result)."""
     with asyncio.Runner(loop_factory=bench_loop) as runner:
         return runner.run(
             run_bench_async(

@@ -23,7 +23,7 @@ from stackcert.cli.smoke_cmd import (
 )
 from stackcert.config import load_preset
 from stackcert.errors import ExitCode, UsageError
-from stackcert.jsonio import read_json
+from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
 
@@ -136,8 +136,10 @@ def bench(
             out_dir = stack_dir / "bench"
             with launch_server(spec, model_ref, run_dir=stack_dir, progress=prog) as server:
                 result = run_bench(server, model_ref, profiles, out_dir=out_dir, progress=prog)
-    # the summary file as written (with the envelope), so --json and bench.json are the same document
-    emit(read_json(out_dir / "bench.json"), as_json=json_out, render=render)
+    # --json prints the summary file as written (with the envelope): the same document as bench.json
+    document = envelope("bench", result.model_dump(mode="json"))
+    write_json_atomic(out_dir / "bench.json", document)
+    emit(document, as_json=json_out, render=render)
     raise typer.Exit(_exit_code(result))
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from stackcert.cli.app import JsonFlag, app, console, emit, err_console, want_json
 from stackcert.config import ModelSpec, OperatorSelection, load_preset
 from stackcert.errors import ExitCode, UsageError
+from stackcert.jsonio import envelope, write_json_atomic
 
 
 class _Printer:
@@ -127,7 +128,7 @@ def bisect_command(
         spec = ModelSpec(source="path", path=str(model), dtype=spec.dtype, max_model_len=spec.max_model_len)
     ref_model = resolve_model(spec)
     folder = run_dir or Path("runs") / f"bisect-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
-    result = run_bisect(
+    report = run_bisect(
         ref,
         cand,
         ref_model,
@@ -138,8 +139,9 @@ def bisect_command(
         max_probes=max_probes,
         progress=None if want_json(json_out) else _Printer(),
     )
-    data = result.model_dump(mode="json")
+    write_json_atomic(folder / "bisect.json", envelope("bisect", report.model_dump(mode="json")))
+    data = report.result.model_dump(mode="json")
     data["bisect_json"] = str(folder / "bisect.json")
     emit(data, as_json=json_out, render=_render)
-    if result.status not in ("found", "no_failure"):
+    if report.result.status not in ("found", "no_failure"):
         raise typer.Exit(int(ExitCode.FAIL))

@@ -19,12 +19,12 @@ from rich.text import Text
 from stackcert.cli.app import JsonFlag, app, console, emit, err_console, want_json
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
-from stackcert.pipeline.config import from_preset, load_run_config
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.preflight import preflight, redaction_note
 from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
 from stackcert.report.safe import plain
+from stackcert.runmodel.config import from_preset, load_run_config
 
 _ICON = {
     "pending": "[dim]·[/]",
@@ -185,7 +185,7 @@ def run_command(
                 where="stackcert run",
                 fix="e.g. stackcert run --preset demo",
             )
-        cfg = from_preset(preset) if preset else load_run_config(config)  # type: ignore[arg-type]
+        cfg = from_preset(preset) if preset else load_run_config(config or Path())
         preflight(cfg)  # bad input: one line and exit 2 before a run folder or an engine exists
         cfg, ledger = new_run(cfg, run_dir)
         note = redaction_note(cfg)

@@ -18,7 +18,7 @@ from stackcert.cli.model_cmd import RichProgress
 from stackcert.config import ModelSpec, Preset, load_preset
 from stackcert.engines.base import ModelRef
 from stackcert.errors import ExitCode
-from stackcert.jsonio import private_dir
+from stackcert.jsonio import envelope, private_dir, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
 STYLE = {"pass": "green", "fail": "red", "crash": "bold red", "timeout": "yellow", "skipped": "dim"}
@@ -112,10 +112,12 @@ def smoke(
     model_ref = resolve_cli_model(loaded, model)
     folder = run_dir or default_run_dir("smoke")
     with cli_progress(json_out) as progress:
+        stack_dir = folder / "stacks" / spec.name
         result = run_smoke(
-            spec, model_ref, run_dir=folder, options=SmokeOptions(offline=not no_offline), progress=progress
+            spec, model_ref, folder=stack_dir, options=SmokeOptions(offline=not no_offline), progress=progress
         )
+    write_json_atomic(stack_dir / "smoke.json", envelope("smoke", result.model_dump(mode="json")))
     emit(result.model_dump(mode="json"), as_json=json_out, render=render_smoke)
     if not want_json(json_out):
-        console.print(f"[dim]written: {folder / 'stacks' / spec.name / 'smoke.json'}[/]")
+        console.print(f"[dim]written: {stack_dir / 'smoke.json'}[/]")
     raise typer.Exit(int(ExitCode.PASS if result.status == Status.PASS else ExitCode.FAIL))

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stackcert.consistency.logprobs import LogprobStats
 from stackcert.consistency.stats import RuleSettings
@@ -21,17 +21,18 @@ ALL_PHASES: tuple[Phase, ...] = ("tokens", "logprobs", "tasks")
 
 
 class ConsistencyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     phases: list[Phase] = Field(default_factory=lambda: list(ALL_PHASES))
     prompts_file: Path | None = Field(None, description="JSONL of {'prompt': ...}; None = the built-in set")
     tokens: TokenSettings = Field(default_factory=TokenSettings)
-    score_top_k: int = Field(10, description="top-k log-probs per scored token (vLLM allows up to 20)")
+    score_top_k: int = Field(10, ge=1, description="top-k log-probs per scored token (vLLM allows up to 20)")
     sharegpt_texts: int = Field(
         8, ge=0, description="ShareGPT conversations scored teacher-forced (0 = none)"
     )
     max_sharegpt_texts: int = Field(
         32, ge=0, description="sequential sampling: score more texts, up to this many, while inconclusive"
     )
-    token_budget: int = Field(256, description="each scored text is cut to this many tokens")
+    token_budget: int = Field(256, ge=1, description="each scored text is cut to this many tokens")
     tolerance: ToleranceSettings = Field(default_factory=ToleranceSettings)
     noise_floor: bool = Field(
         True, description="score the reference twice, same concurrency, other order: the batch noise"
@@ -39,17 +40,21 @@ class ConsistencyOptions(BaseModel):
     tasks: list[str] = Field(
         default_factory=lambda: ["number_sequence"], description="built-in names or JSONL"
     )
-    task_limit: int | None = Field(100, description="start with the first N items of each task (None = all)")
-    task_budget: int | None = Field(
-        400, description="sequential sampling: add items, up to this many, while inconclusive (None = all)"
+    task_limit: int | None = Field(
+        100, ge=1, description="start with the first N items of each task (None = all)"
     )
-    task_max_tokens: int = 16
+    task_budget: int | None = Field(
+        400,
+        ge=1,
+        description="sequential sampling: add items, up to this many, while inconclusive (None = all)",
+    )
+    task_max_tokens: int = Field(16, ge=1)
     lmeval_tasks: list[str] = Field(default_factory=list, description="lm-eval task names (bridge)")
     lmeval_include_path: Path | None = None
-    lmeval_limit: int | None = None
+    lmeval_limit: int | None = Field(None, ge=1)
     rules: RuleSettings = Field(default_factory=RuleSettings)
     concurrency: int = Field(8, ge=1, description="requests in flight per server")
-    timeout_s: float = 900.0
+    timeout_s: float = Field(900.0, gt=0)
 
 
 class TokenPhase(BaseModel):

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 
 from stackcert.config import StackSpec
+from stackcert.engines.base import ServerInfo
 from stackcert.evidence.findings import Finding
 from stackcert.secrets import auth_headers
 
@@ -19,6 +20,9 @@ class UrlServer:
         self.base_url = base_url.rstrip("/").removesuffix("/v1")
         self.served_model = served_model
         self.log_path: Path | None = None
+        self.info = ServerInfo(
+            stack=name, engine="endpoint", launcher="url", base_url=self.base_url, served_model=served_model
+        )
 
     def alive(self) -> bool:
         try:

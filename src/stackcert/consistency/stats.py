@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Verdict = Literal["pass", "fail", "retest"]
 
@@ -134,6 +134,8 @@ def wald_paired_ci(counts: PairedCounts, z: float = 1.959963984540054) -> tuple[
 
 class RuleSettings(BaseModel):
     """The accuracy gate: FlagRelease's limits as a non-inferiority margin, decided with confidence."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_abs_drop: float = 0.05  # accuracy points, as a fraction (5 points)
     max_rel_drop: float = 0.05  # of the reference accuracy

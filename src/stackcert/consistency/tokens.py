@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stackcert.consistency.client import Generation, TokenStep
 from stackcert.consistency.crossscore import Judgement
@@ -22,6 +22,8 @@ Rule = Literal["identical", "cross_score", "top_k_fallback", "pending"]
 
 class TokenSettings(BaseModel):
     """Sizes and limits of the greedy-token comparison."""
+
+    model_config = ConfigDict(extra="forbid")
 
     max_tokens: int = Field(64, ge=1)
     top_k: int = Field(5, ge=1)

@@ -28,7 +28,7 @@ from importlib import resources
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 Decision = Literal["pass", "fail", "inconclusive"]
 
@@ -48,6 +48,8 @@ class Envelope(BaseModel):
 class ToleranceSettings(BaseModel):
     """How limits derive from the envelope and the measured noise, and the error rates of a decision."""
 
+    model_config = ConfigDict(extra="forbid")
+
     dtype: str = Field("auto", description="envelope to use: bfloat16 | float16 | float32 | auto (model)")
     margin: float = Field(1.5, description="limit ≥ margin × the equivalence envelope")
     noise_multiple: float = Field(3.0, description="limit ≥ this × the measured batch noise")
@@ -58,6 +60,29 @@ class ToleranceSettings(BaseModel):
     fixed_top1_disagreement: float | None = None
     fixed_dlogprob_p99: float | None = None
     fixed_regret: float | None = None
+
+
+class ToleranceOverrides(BaseModel):
+    """Tolerance values a run's consistency gate sets (`gates.consistency`); unset ones keep the phase's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str | None = None
+    margin: float | None = Field(None, gt=0)
+    noise_multiple: float | None = Field(None, ge=0)
+    alpha: float | None = Field(None, gt=0, lt=0.5)
+    power: float | None = Field(None, gt=0, lt=1)
+    bootstrap: int | None = Field(None, ge=200)
+    fixed_mean_kl: float | None = None
+    fixed_top1_disagreement: float | None = None
+    fixed_dlogprob_p99: float | None = None
+    fixed_regret: float | None = None
+
+    def apply(self, settings: ToleranceSettings) -> ToleranceSettings:
+        """The settings with these values set."""
+        return ToleranceSettings.model_validate(
+            {**settings.model_dump(), **self.model_dump(exclude_none=True)}
+        )
 
 
 def envelope_for(dtype: str) -> Envelope:

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from stackcert.config import OperatorSelection, StackSpec
-from stackcert.diagnose.bisect import BisectResult, ProbeOutcome, bisect_operators
+from stackcert.diagnose.bisect import ProbeOutcome, bisect_operators
+from stackcert.diagnose.bisect_report import BisectReport
 from stackcert.diagnose.probe_worker import WorkerSpec
 from stackcert.engines import operators
 from stackcert.engines.base import ModelRef
 from stackcert.engines.process import ManagedProcess
 from stackcert.errors import EngineError, UsageError
 from stackcert.evidence.findings import Finding
-from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
 
@@ -228,8 +228,8 @@ def run_bisect(
     max_probes: int | None = None,
     progress: Progress | None = None,
     worker: WorkerProbe | None = None,
-) -> BisectResult:
-    """Bisect the candidate's operators against the reference; write ``<run_dir>/bisect.json``.
+) -> BisectReport:
+    """Bisect the candidate's operators against the reference (the caller writes bisect.json).
 
     ``worker``: an already running :class:`WorkerProbe` over the same model, prompt and reference,
     reused (re-selected) instead of starting a new one; the caller closes it.
@@ -308,18 +308,17 @@ def run_bisect(
             candidate=candidate,
         )
         progress.on_finish("bisect", result.status)
-    payload: dict[str, Any] = {
-        "reference": reference.name,
-        "candidate": candidate.name,
-        "library": candidate.operators.library,
-        "model": str(model.path),
-        "prompt": prompt,
-        "max_new_tokens": max_new_tokens,
-        "logprob_tol": probe.spec.logprob_tol,
-        "worker_starts": probe.starts - starts_before,
-        "reference_tokens": probe.reference_tokens,
-        "duration_s": round(time.time() - started, 2),
-        "result": result.model_dump(mode="json"),
-    }
-    write_json_atomic(run_dir / "bisect.json", envelope("bisect", payload))
-    return result
+    return BisectReport(
+        engine="transformers",
+        reference=reference.name,
+        candidate=candidate.name,
+        library=candidate.operators.library,
+        model=str(model.path),
+        prompt=prompt,
+        max_new_tokens=max_new_tokens,
+        logprob_tol=probe.spec.logprob_tol,
+        worker_starts=probe.starts - starts_before,
+        reference_tokens=probe.reference_tokens,
+        duration_s=round(time.time() - started, 2),
+        result=result,
+    )

@@ -59,7 +59,10 @@ def _guarded(
 ) -> SmokeResult:
     """One smoke run that can never stop the other: an unforeseen error becomes a crashed result."""
     try:
-        return run_smoke(stack, model, run_dir=run_dir, server=server, options=options, progress=progress)
+        folder = run_dir / "stacks" / stack.name
+        result = run_smoke(stack, model, folder=folder, server=server, options=options, progress=progress)
+        write_json_atomic(folder / "smoke.json", envelope("smoke", result.model_dump(mode="json")))
+        return result
     except UsageError:
         raise
     except Exception as exc:

@@ -24,11 +24,11 @@ from typing import Any
 from stackcert.config import StackSpec
 from stackcert.diagnose import answers as ans
 from stackcert.diagnose.bisect import BisectResult, ProbeOutcome, bisect_operators
+from stackcert.diagnose.bisect_report import BisectReport, ProbeStart
 from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
 from stackcert.errors import EngineError
 from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
 from stackcert.evidence.signature import signature
-from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
 
 _OP_IN_MESSAGE = re.compile(r"operator '([A-Za-z0-9_]+)'")
@@ -275,8 +275,8 @@ def run_vllm_bisect(
     timeouts: ServerTimeouts | None = None,
     blocking_diagnosis: bool | None = None,
     progress: Progress | None = None,
-) -> BisectResult:
-    """Bisect a vLLM candidate's operators by engine starts; write ``<run_dir>/bisect.json``."""
+) -> BisectReport:
+    """Bisect a vLLM candidate's operators by engine starts (the caller writes bisect.json)."""
     progress = progress or NullProgress()
     assert candidate.operators is not None
     started = time.monotonic()
@@ -320,23 +320,21 @@ def run_vllm_bisect(
     cand_log = candidate_dir / "server.log" if candidate_dir is not None else None
     logs = [*probe.failed_logs, *([cand_log] if cand_log is not None else [])]
     finding = culprit_finding(result, candidate.operators.library, logs)
-    payload: dict[str, Any] = {
-        "engine": "vllm",
-        "reference": reference.name,
-        "candidate": candidate.name,
-        "library": candidate.operators.library,
-        "model": str(model.path),
-        "logprob_tol": tol,
-        "active_count": len(active),
-        "traceback_operator": traceback_op,
-        "traceback_source": source,
-        "engine_starts": probe.starts + (1 if reference_answers_ is None else 0),
-        "starts": probe.records,
-        "timing": timing,
-        "reference_tokens": [a.tokens for a in ref],
-        "duration_s": round(time.monotonic() - started, 2),
-        "result": result.model_dump(mode="json"),
-        "findings": [finding.model_dump(mode="json")] if finding is not None else [],
-    }
-    write_json_atomic(run_dir / "bisect.json", envelope("bisect", payload))
-    return result
+    return BisectReport(
+        engine="vllm",
+        reference=reference.name,
+        candidate=candidate.name,
+        library=candidate.operators.library,
+        model=str(model.path),
+        logprob_tol=tol,
+        active_count=len(active),
+        traceback_operator=traceback_op,
+        traceback_source=source,
+        engine_starts=probe.starts + (1 if reference_answers_ is None else 0),
+        starts=[ProbeStart.model_validate(r) for r in probe.records],
+        timing=timing,
+        reference_tokens=[a.tokens for a in ref],
+        duration_s=round(time.monotonic() - started, 2),
+        result=result,
+        findings=[finding] if finding is not None else [],
+    )

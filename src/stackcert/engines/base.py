@@ -36,6 +36,7 @@ class Server(Protocol):
     base_url: str
     served_model: str
     log_path: Path | None
+    info: ServerInfo
 
     def alive(self) -> bool: ...
 

@@ -12,15 +12,18 @@ an operator library.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from stackcert.config import StackSpec
+from stackcert.diagnose import answers
+from stackcert.diagnose.vllm_probe import reference_answers
+from stackcert.engines import launch_server
 from stackcert.engines.base import EngineStartError
 from stackcert.errors import EngineError
 from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.evidence.signature import signature
-from stackcert.pipeline.libs import Outcome
-from stackcert.pipeline.steps import OPERATOR_COMPONENTS, RunContext
+from stackcert.pipeline.analysis import OPERATOR_COMPONENTS, kept_answers
+from stackcert.pipeline.context import Outcome, RunContext
+from stackcert.runmodel.results import LadderResult, LevelTry
 from stackcert.status import Status
 
 _LAYER = {
@@ -59,25 +62,22 @@ def ladder_reason(ctx: RunContext) -> str | None:
     return None
 
 
-def _try_level(ctx: RunContext, stack: StackSpec, reference: list[Any]) -> dict[str, Any]:
-    from stackcert.diagnose import answers
-    from stackcert.engines import launch_server
-
-    folder = ctx.run_dir / "ladder" / stack.name
+def _try_level(ctx: RunContext, stack: StackSpec, reference: list[answers.Answer]) -> LevelTry:
+    folder = ctx.layout.ladder_dir(stack.name)
     t0 = time.monotonic()
-    rec: dict[str, Any] = {"level": stack.name}
+    rec = LevelTry(level=stack.name)
     try:
         with launch_server(stack, ctx.need_model(), run_dir=folder, progress=ctx.progress) as server:
-            rec["startup_s"] = getattr(getattr(server, "info", None), "startup_s", None)
+            rec.startup_s = server.info.startup_s
             got = answers.collect(server, [a.prompt for a in reference], step="ladder")
         outcome = answers.judge(reference, got, tol=0.5)
-        rec.update(passed=outcome.passed, category=outcome.category, reason=outcome.reason)
+        rec.passed, rec.category, rec.reason = outcome.passed, outcome.category, outcome.reason
     except EngineStartError as err:
         head = err.findings[0] if err.findings else None
-        rec.update(passed=False, category="start_failed", reason=head.located() if head else str(err))
+        rec.category, rec.reason = "start_failed", head.located() if head else str(err)
     except EngineError as err:
-        rec.update(passed=False, category="crash", reason=str(err)[:500])
-    rec["seconds"] = round(time.monotonic() - t0, 2)
+        rec.category, rec.reason = "crash", str(err)[:500]
+    rec.seconds = round(time.monotonic() - t0, 2)
     return rec
 
 
@@ -86,21 +86,18 @@ def ladder_step(ctx: RunContext) -> Outcome:
     why_not = ladder_reason(ctx)
     if why_not:
         return Outcome(status=Status.SKIPPED, reason=why_not)
-    from stackcert.diagnose.vllm_probe import reference_answers
-    from stackcert.pipeline.analysis import _kept_answers
-
     cfg = ctx.config
     stacks = [cfg.stacks[name] for name in cfg.levels]
-    reference = _kept_answers(ctx) or reference_answers(
-        stacks[0], ctx.need_model(), run_dir=ctx.run_dir / "ladder" / stacks[0].name
+    reference = kept_answers(ctx) or reference_answers(
+        stacks[0], ctx.need_model(), run_dir=ctx.layout.ladder_dir(stacks[0].name)
     )
-    records: list[dict[str, Any]] = []
+    records: list[LevelTry] = []
     failing = len(stacks) - 1  # the candidate fails: the default answer
     for i in range(1, len(stacks) - 1):
         rec = _try_level(ctx, stacks[i], reference)
-        rec["switch"] = {k: list(v) for k, v in switches(stacks[i - 1], stacks[i]).items()}
+        rec.switch = {k: list(v) for k, v in switches(stacks[i - 1], stacks[i]).items()}
         records.append(rec)
-        if not rec["passed"]:
+        if not rec.passed:
             failing = i
             break
     before, level = stacks[failing - 1], stacks[failing]
@@ -119,14 +116,15 @@ def ladder_step(ctx: RunContext) -> Outcome:
         signature=signature("isolation_level", None, f"{level.name} {component}"),
         message=message,
     )
-    payload = {
-        "levels": cfg.levels,
-        "walked": records,
-        "failing_level": level.name,
-        "passing_level": before.name,
-        "switch": {k: list(v) for k, v in flipped.items()},
-        "component": component,
-        "operator_library": component in OPERATOR_COMPONENTS,
-        "engine_starts": len(records),
-    }
-    return Outcome(status=Status.PASS, reason=message, payload=payload, findings=[finding])
+    result = LadderResult(
+        levels=cfg.levels,
+        walked=records,
+        failing_level=level.name,
+        passing_level=before.name,
+        switch={k: list(v) for k, v in flipped.items()},
+        component=component,
+        operator_library=component in OPERATOR_COMPONENTS,
+        engine_starts=len(records),
+        findings=[finding],
+    )
+    return Outcome(status=Status.PASS, reason=message, result=result)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from stackcert import SCHEMA_VERSION, __version__
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json, write_json_atomic
+from stackcert.runmodel.steps import EngineStart, StepRecord
 from stackcert.status import Status
 
 STATE_FILE = "state.json"
@@ -24,25 +24,6 @@ STATE_FILE = "state.json"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
-
-
-class StepRecord(BaseModel):
-    id: str
-    title: str = ""
-    status: Status = Status.PENDING
-    reason: str = ""
-    started: str | None = None
-    finished: str | None = None
-    duration_s: float | None = None
-    result_file: str | None = Field(None, description="path relative to the run directory")
-    attempts: int = 0
-
-
-class EngineStart(BaseModel):
-    stack: str
-    at: str
-    ok: bool | None = None
-    log_path: str | None = None
 
 
 class LedgerState(BaseModel):
@@ -131,17 +112,6 @@ class Ledger:
 
     def done(self, step_id: str) -> bool:
         return self.state.steps[step_id].status.done
-
-    def result(self, step_id: str) -> Any:
-        """The JSON a done step saved, or None (also when the file is damaged)."""
-        record = self.state.steps[step_id]
-        if not record.result_file:
-            return None
-        path = self.run_dir / record.result_file
-        try:
-            return read_json(path) if path.is_file() else None
-        except (OSError, ValueError):
-            return None
 
     def _readable(self, step_id: str, result_file: str) -> bool:
         """A result file the runner wrote for this step: JSON with our envelope, this step's kind and

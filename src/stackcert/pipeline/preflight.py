@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from stackcert.config import StackSpec
 from stackcert.errors import ConfigError, UsageError
-from stackcert.pipeline.config import RunConfig
+from stackcert.runmodel.config import RunConfig
 from stackcert.secrets import looks_secret
 
 

@@ -17,16 +17,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from stackcert.errors import StackcertError
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.pipeline import analysis, steps
-from stackcert.pipeline.config import RunConfig
+from stackcert.pipeline.context import ROLES, Outcome, RunContext
+from stackcert.pipeline.ladder import ladder_step
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.libs import NotAvailable, Outcome
+from stackcert.pipeline.reporting import report_step, verdict_of
 from stackcert.pipeline.servers import ServerPool
-from stackcert.pipeline.steps import ROLES, RunContext
-from stackcert.pipeline.verdict import VerdictResult
 from stackcert.progress import NullProgress, Progress
+from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.layout import RunLayout
+from stackcert.runmodel.results import StepFindings
+from stackcert.runmodel.verdict import VerdictResult
 from stackcert.status import Status
 
 PLAN: list[tuple[str, str]] = [
@@ -45,31 +50,15 @@ PLAN: list[tuple[str, str]] = [
     ("bisect", "Bisect the operators"),
     ("report", "Write the report"),
 ]
-RESULT_FILES = {
-    "env": "env.json",
-    "install": "install.json",
-    "model": "model.json",
-    "consistency": "consistency.json",
-    "compare": "compare.json",
-    "ladder": "ladder.json",
-    "bisect": "bisect.json",
-    "report": "report.json",
-}
 
 
 class Interrupted(Exception):
+    """Ctrl-C during a step: the engines are stopped and the step is pending again."""
+
     def __init__(self, run_dir: Path, step: str) -> None:
         super().__init__(f"interrupted during {step}")
         self.run_dir = run_dir
         self.step = step
-
-
-def result_file(config: RunConfig, step_id: str) -> str:
-    if step_id in RESULT_FILES:
-        return RESULT_FILES[step_id]
-    role, kind = step_id.split(".")
-    name = config.reference if role == "reference" else config.candidate
-    return f"stacks/{name}/{kind}.json"
 
 
 def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -> tuple[bool, Any]:
@@ -94,17 +83,15 @@ def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -
 
 
 class Pipeline:
-    def __init__(
-        self, config: RunConfig, run_dir: Path, ledger: Ledger, progress: Progress | None = None
-    ) -> None:
+    """The steps of one run in order, each under its deadline, recorded in the ledger."""
+
+    def __init__(self, config: RunConfig, ledger: Ledger, progress: Progress | None = None) -> None:
         self.config = config
-        self.run_dir = run_dir
         self.ledger = ledger
         self.progress = progress or NullProgress()
-        pool = ServerPool(
-            ledger, run_dir, start_timeout_s=config.timeouts.engine_start, progress=self.progress
-        )
-        self.ctx = RunContext(config, run_dir, ledger, self.progress, pool)
+        self.layout = RunLayout(ledger.run_dir, config.reference, config.candidate)
+        pool = ServerPool(ledger, start_timeout_s=config.timeouts.engine_start, progress=self.progress)
+        self.ctx = RunContext(config, self.layout, ledger, self.progress, pool)
 
     # --- one step -------------------------------------------------------------------------------
     def step(
@@ -115,6 +102,7 @@ class Pipeline:
         skip: str | None = None,
         on_timeout: Callable[[], None] | None = None,
     ) -> Status:
+        """Run one step unless it is done or skipped; record its outcome."""
         led = self.ledger
         if led.done(step_id):
             return led.status(step_id)
@@ -130,7 +118,7 @@ class Pipeline:
             led.interrupt(step_id)
             self.progress.on_finish(step_id, "interrupted")
             self.ctx.pool.stop_all()
-            raise Interrupted(self.run_dir, step_id) from None
+            raise Interrupted(self.layout.root, step_id) from None
         if not ended:
             if on_timeout:
                 on_timeout()
@@ -142,8 +130,6 @@ class Pipeline:
     def _outcome(self, step_id: str, value: Any) -> Outcome:
         if isinstance(value, Outcome):
             return value
-        if isinstance(value, NotAvailable):
-            return Outcome(status=Status.SKIPPED, reason=f"not available ({value})")
         if isinstance(value, StackcertError):
             return Outcome(
                 status=Status.FAIL,
@@ -153,22 +139,28 @@ class Pipeline:
         if isinstance(value, KeyboardInterrupt):
             raise value
         if isinstance(value, BaseException):
-            log = self.run_dir / "logs" / f"{step_id}.traceback.txt"
+            log = self.layout.traceback_file(step_id)
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("".join(traceback.format_exception(value)), encoding="utf-8")
             return Outcome(status=Status.CRASH, reason=f"{type(value).__name__}: {value} (see {log.name})")
         return Outcome(status=Status.CRASH, reason=f"step returned {type(value).__name__}")
 
     def _record(self, step_id: str, outcome: Outcome) -> Status:
+        """Write the step's typed result (once, inside the envelope) and keep it for later steps."""
         rel: str | None = None
-        if outcome.payload or outcome.findings:
-            rel = result_file(self.config, step_id)
-            payload = dict(outcome.payload)
-            if outcome.findings and "findings" not in payload:
-                payload["findings"] = [f.model_dump(mode="json") for f in outcome.findings]
+        result: BaseModel | None = outcome.result
+        if result is None and outcome.findings:
+            result = StepFindings(findings=outcome.findings)
+        if result is not None:
+            rel = self.layout.result_rel(step_id)
             started = self.ledger.get(step_id).started
-            write_json_atomic(self.run_dir / rel, envelope(step_id, payload, started=started))
-            self.ctx.results[step_id] = payload
+            write_json_atomic(
+                self.layout.root / rel, envelope(step_id, result.model_dump(mode="json"), started=started)
+            )
+            if isinstance(result, StepFindings):
+                self.ctx.results.failures[step_id] = result.findings
+            else:
+                self.ctx.results.put(step_id, result)
         self.ledger.finish(step_id, outcome.status, outcome.reason, rel)
         self.progress.on_finish(step_id, outcome.status.value)
         return outcome.status
@@ -192,15 +184,15 @@ class Pipeline:
         return None
 
     def run(self) -> VerdictResult:
+        """Every step in order (done ones skipped on resume); the verdict at the end."""
         cfg, led, ctx = self.config, self.ledger, self.ctx
         led.ensure_steps(PLAN)
+        ctx.load_done()
         t = cfg.timeouts
         try:
             self.step("env", lambda: steps.env_step(ctx), t.env)
             self.step("install", lambda: steps.install_step(ctx), t.install)
             self.step("model", lambda: steps.model_step(ctx), t.model, skip=self._gate())
-            if ctx.model is None:
-                steps.load_model(ctx)
             for role in ROLES:
                 self._stack_steps(role)
             self._consistency()
@@ -208,8 +200,6 @@ class Pipeline:
                 analysis.keep_reference_answers(ctx)
             ctx.pool.stop_all()  # free the memory before compare / bisect
             self.step("compare", lambda: analysis.compare_step(ctx), t.compare)
-            from stackcert.pipeline.ladder import ladder_step
-
             bisect = cfg.phases.bisect
             self.step(
                 "ladder",
@@ -224,13 +214,9 @@ class Pipeline:
                 bisect.timeout_s,
                 skip=None if bisect.enabled else "turned off (phases.bisect.enabled: false)",
             )
-            from stackcert.report.build import report_step
-
             self.step("report", lambda: report_step(ctx), t.report)
         finally:
             ctx.pool.stop_all()
-        from stackcert.report.build import verdict_of
-
         return verdict_of(ctx)
 
     def _stack_steps(self, role: str) -> None:

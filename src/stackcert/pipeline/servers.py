@@ -6,48 +6,35 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import Any
 
 from stackcert.config import StackSpec
-from stackcert.engines.base import ModelRef, Server
+from stackcert.engines import launch_server
+from stackcert.engines.base import ModelRef, Server, ServerTimeouts
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.libs import lib
 from stackcert.progress import NullProgress, Progress
 
 
 class ServerPool:
-    def __init__(
-        self, ledger: Ledger, run_dir: Path, *, start_timeout_s: float, progress: Progress | None = None
-    ) -> None:
+    """The running servers of a run, by stack name; every start is recorded in the ledger."""
+
+    def __init__(self, ledger: Ledger, *, start_timeout_s: float, progress: Progress | None = None) -> None:
         self.ledger = ledger
-        self.run_dir = run_dir
         self.start_timeout_s = start_timeout_s
         self.progress = progress or NullProgress()
         self._exits: dict[str, contextlib.ExitStack] = {}
         self._servers: dict[str, Server] = {}
         self._lock = threading.Lock()
 
-    def _timeouts(self) -> Any:
-        try:
-            timeouts_cls = lib("stackcert.engines.base", "ServerTimeouts")
-        except Exception:  # older engines module: let launch_server use its defaults
-            return None
-        return timeouts_cls(absolute=self.start_timeout_s)
-
-    def start(self, stack: StackSpec, model: ModelRef) -> Server:
-        """Start the stack's server (records the start in the ledger); raises EngineError on failure."""
-        launch = lib("stackcert.engines", "launch_server")
+    def start(self, stack: StackSpec, model: ModelRef, folder: Path) -> Server:
+        """Start the stack's server with its files in `folder`; raises EngineError on failure."""
         self.stop(stack.name)
         exits = contextlib.ExitStack()
         start = self.ledger.engine_started(stack.name, None)
-        # Per-stack folder: server.log and server.json of two stacks must not collide.
-        folder = self.run_dir / "stacks" / stack.name
-        kwargs: dict[str, Any] = {"run_dir": folder, "progress": self.progress}
-        timeouts = self._timeouts()
-        if timeouts is not None:
-            kwargs["timeouts"] = timeouts
+        timeouts = ServerTimeouts(absolute=self.start_timeout_s)
         try:
-            server: Server = exits.enter_context(launch(stack, model, **kwargs))
+            server: Server = exits.enter_context(
+                launch_server(stack, model, run_dir=folder, progress=self.progress, timeouts=timeouts)
+            )
         except BaseException:
             exits.close()
             start.ok = False
@@ -62,16 +49,18 @@ class ServerPool:
         return server
 
     def running(self, name: str) -> Server | None:
+        """The stack's server if it is up."""
         server = self._servers.get(name)
         if server is not None and server.alive():
             return server
         return None
 
-    def get(self, stack: StackSpec, model: ModelRef) -> Server:
+    def get(self, stack: StackSpec, model: ModelRef, folder: Path) -> Server:
         """The running server of the stack, started again if it is gone (a resume, or after a timeout)."""
-        return self.running(stack.name) or self.start(stack, model)
+        return self.running(stack.name) or self.start(stack, model, folder)
 
     def stop(self, name: str) -> None:
+        """Stop one stack's server (no-op when it is not running)."""
         with self._lock:
             exits = self._exits.pop(name, None)
             self._servers.pop(name, None)
@@ -79,6 +68,7 @@ class ServerPool:
             exits.close()
 
     def stop_all(self) -> None:
+        """Stop every server the pool started."""
         for name in list(self._exits):
             with contextlib.suppress(Exception):
                 self.stop(name)

@@ -10,17 +10,18 @@ from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import envelope, private_dir, read_json, write_json_atomic
-from stackcert.pipeline.config import RunConfig
 from stackcert.pipeline.ledger import STATE_FILE, Ledger
 from stackcert.pipeline.runner import PLAN, Pipeline
-from stackcert.pipeline.verdict import VerdictResult
 from stackcert.progress import Progress
+from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.verdict import VerdictResult
 from stackcert.secrets import REDACTED
 
 CONFIG_FILE = "config.json"
 
 
 def new_run(config: RunConfig, run_dir: Path | None = None) -> tuple[RunConfig, Ledger]:
+    """A new run folder (private) holding the config and a fresh ledger."""
     config.target.require_supported()
     if run_dir is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -39,6 +40,7 @@ def new_run(config: RunConfig, run_dir: Path | None = None) -> tuple[RunConfig, 
 
 
 def resume_run(run_dir: Path) -> tuple[RunConfig, Ledger]:
+    """The config and ledger of an earlier run, its secrets taken from the environment again."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
         raise UsageError(
@@ -100,4 +102,5 @@ def restore_secrets(config: RunConfig, *, where: str) -> RunConfig:
 
 
 def execute(config: RunConfig, ledger: Ledger, progress: Progress | None = None) -> VerdictResult:
-    return Pipeline(config, ledger.run_dir, ledger, progress).run()
+    """Run (or resume) the pipeline; the verdict."""
+    return Pipeline(config, ledger, progress).run()

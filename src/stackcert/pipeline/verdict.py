@@ -10,30 +10,15 @@ A candidate whose only open gate is an inconclusive consistency result is PARTIA
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from stackcert.errors import ExitCode
+from stackcert.runmodel.verdict import Verdict, VerdictResult
 from stackcert.status import Status
 
-
-class Verdict(StrEnum):
-    PASS = "PASS"
-    PARTIAL = "PARTIAL"
-    FAIL = "FAIL"
-
-
-Recommended = Literal["full", "base", "none"]
-
-
-class VerdictResult(BaseModel):
-    verdict: Verdict
-    recommended: Recommended
-    exit_code: int
-    retest: bool = False
-    reasons: list[str] = Field(default_factory=list, description="why it is not PASS; empty on PASS")
+__all__ = ["GateInputs", "Verdict", "VerdictResult", "decide"]
 
 
 class GateInputs(BaseModel):
@@ -60,6 +45,7 @@ def _describe(step: str, status: Status) -> str:
 
 
 def decide(inputs: GateInputs) -> VerdictResult:
+    """The verdict from the step statuses and the gates' results."""
     s = inputs.statuses
     fail_reasons: list[str] = []
     if _st(s, "install").bad:

@@ -14,6 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from stackcert.bench.records import BenchResult
+from stackcert.config import ModelSpec, StackSpec
+from stackcert.env.probe import HostInfo
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json
 from stackcert.report.render import faq
@@ -148,121 +151,102 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _host(report: Report) -> dict[str, Any]:
-    env = report.env or {}
-    host = env.get("host")
-    return host if isinstance(host, dict) else env
-
-
-def hardware(host: dict[str, Any]) -> str:
+def hardware(host: HostInfo | None) -> str:
     """'8 × NVIDIA H100 80GB HBM3', or the CPU when no accelerator was found."""
-    for acc in host.get("accelerators") or []:
-        names = sorted({str(d.get("name")) for d in acc.get("devices") or [] if d.get("name")})
+    if host is None:
+        return NOT_MEASURED
+    for acc in host.accelerators:
+        names = sorted({d.name for d in acc.devices if d.name})
         if names:
-            return f"{acc.get('count') or len(acc.get('devices') or [])} × {', '.join(names)}"
-    if host.get("cpu_model"):
-        return f"CPU: {host['cpu_model']} × {host.get('cpu_count') or '?'}"
+            return f"{acc.count or len(acc.devices)} × {', '.join(names)}"
+    if host.cpu_model:
+        return f"CPU: {host.cpu_model} × {host.cpu_count or '?'}"
     return NOT_MEASURED
 
 
-def _package(host: dict[str, Any], module: str) -> dict[str, Any]:
-    pkg = (host.get("packages") or {}).get(module)
-    return pkg if isinstance(pkg, dict) else {}
-
-
-def environment(host: dict[str, Any]) -> tuple[list[tuple[str, str]], list[str]]:
+def environment(host: HostInfo | None) -> tuple[list[tuple[str, str]], list[str]]:
     """Rows of the environment table, and `dist==version` pins of the measured stack packages."""
-    drivers = [
-        f"{a.get('display') or a.get('vendor')} {a.get('driver_version')}"
-        for a in host.get("accelerators") or []
-        if a.get("driver_version")
-    ]
+    if host is None:
+        rows = [(label, NOT_MEASURED) for label in ("Hardware", "Driver", "OS", "Architecture", "Python")]
+        return rows + [(label, NOT_MEASURED) for _, label in STACK_PACKAGES], []
+    drivers = [f"{a.display or a.vendor} {a.driver_version}" for a in host.accelerators if a.driver_version]
     rows = [
         ("Hardware", hardware(host)),
         ("Driver", ", ".join(drivers) or NOT_MEASURED),
-        ("OS", _fmt(host.get("os_release") or host.get("os"))),
-        ("Architecture", _fmt(host.get("arch"))),
-        ("Python", _fmt(host.get("python"))),
-        ("glibc", _fmt(host.get("glibc"))),
+        ("OS", _fmt(host.os_release or host.os)),
+        ("Architecture", _fmt(host.arch)),
+        ("Python", _fmt(host.python)),
+        ("glibc", _fmt(host.glibc)),
     ]
     pins: list[str] = []
     for module, label in STACK_PACKAGES:
-        pkg = _package(host, module)
-        version = pkg.get("version")
-        rows.append((label, str(version) if version else ("not installed" if pkg else NOT_MEASURED)))
-        if version and module != "torch":  # torch stays the vendor's build (docs/install.md)
-            pins.append(f"{pkg.get('distribution') or module}=={version}")
+        pkg = host.packages.get(module)
+        version = pkg.version if pkg is not None else None
+        rows.append((label, version if version else ("not installed" if pkg else NOT_MEASURED)))
+        if pkg is not None and version and module != "torch":  # torch stays the vendor's build
+            pins.append(f"{pkg.distribution or module}=={version}")
     return rows, pins
 
 
 def _tasks(report: Report, role: str) -> list[AccuracyRow]:
+    phase = report.consistency.tasks if report.consistency is not None else None
     rows = []
-    for task in ((report.consistency or {}).get("tasks") or {}).get("tasks") or []:
-        if not isinstance(task, dict) or "reference_accuracy" not in task:
-            continue
-        ref, cand = task.get("reference_accuracy"), task.get("candidate_accuracy")
+    for task in phase.tasks if phase is not None else []:
+        ref, cand = task.reference_accuracy, task.candidate_accuracy
         rows.append(
             AccuracyRow(
-                task=str(task.get("task", "")).removeprefix("lm-eval:"),
-                items=task.get("items"),
+                task=task.task.removeprefix("lm-eval:"),
+                items=task.items,
                 reference=ref,
                 candidate=cand,
                 deployed=ref if role == "reference" else cand,
-                status=str(task.get("status", "")),
+                status=str(task.status),
             )
         )
     return rows
 
 
-def _options(report: Report) -> dict[str, Any]:
-    phases = report.config.get("phases") or {}
-    return ((phases.get("consistency") or {}).get("options")) or {}
-
-
-def _perf(bench: dict[str, Any] | None) -> list[PerfRow]:
-    bench = bench or {}
-    lengths = {
-        str(p.get("name")): (p.get("input_len"), p.get("output_len"))
-        for p in bench.get("profiles") or []
-        if isinstance(p, dict)
+def _perf(bench: BenchResult | None) -> list[PerfRow]:
+    if bench is None:
+        return []
+    lengths: dict[str, tuple[object, object]] = {
+        str(p.get("name")): (p.get("input_len"), p.get("output_len")) for p in bench.profiles
     }
     rows = []
-    for point in bench.get("points") or []:
-        kept = [r.get("metrics") or {} for r in point.get("runs") or [] if not r.get("discarded")]
+    for point in bench.points:
+        kept = point.kept()
         if not kept:
             continue
 
-        def avg(key: str, sub: str | None = None, kept: list[dict[str, Any]] = kept) -> str:
-            """Mean of a metric (or of a statistic of it) over the kept runs."""
-            vals = [(m.get(key) or {}).get(sub) if sub else m.get(key) for m in kept]
-            nums = [float(v) for v in vals if isinstance(v, int | float)]
-            return f"{mean(nums):.2f}" if nums else NOT_MEASURED
+        def avg(values: list[float]) -> str:
+            """Mean of a metric over the kept runs."""
+            return f"{mean(values):.2f}" if values else NOT_MEASURED
 
-        profile = str(point.get("profile", ""))
-        in_len, out_len = lengths.get(profile, (None, None))
+        in_len, out_len = lengths.get(point.profile, (None, None))
         rows.append(
             PerfRow(
-                profile=profile,
-                point=str(point.get("point", "")),
+                profile=point.profile,
+                point=point.point,
                 input_len=_fmt(in_len),
                 output_len=_fmt(out_len),
                 runs=len(kept),
-                output_tps=avg("output_throughput"),
-                request_tps=avg("request_throughput"),
-                ttft_ms=avg("ttft_ms", "median"),
-                tpot_ms=avg("tpot_ms", "median"),
+                output_tps=avg([m.output_throughput for m in kept]),
+                request_tps=avg([m.request_throughput for m in kept]),
+                ttft_ms=avg([m.ttft_ms.median for m in kept]),
+                tpot_ms=avg([m.tpot_ms.median for m in kept]),
             )
         )
     return rows
 
 
-def _serve_args(report: Report, spec: dict[str, Any]) -> dict[str, Any]:
-    model = report.config.get("model") or {}
+def _serve_args(model: ModelSpec | None, spec: StackSpec | None) -> dict[str, Any]:
     args: dict[str, Any] = {}
-    for key in ("dtype", "max_model_len", "trust_remote_code"):
-        if model.get(key) is not None:
-            args[key] = model[key]
-    for key, value in (spec.get("engine_args") or {}).items():
+    if model is not None:
+        for key in ("dtype", "max_model_len", "trust_remote_code"):
+            value = getattr(model, key)
+            if value is not None and value is not False:  # a switch that is off is not an argument
+                args[key] = value
+    for key, value in (spec.engine_args if spec is not None else {}).items():
         if isinstance(value, str | int | float | bool):
             args[key] = value
     return args
@@ -270,8 +254,8 @@ def _serve_args(report: Report, spec: dict[str, Any]) -> dict[str, Any]:
 
 def display_name(report: Report) -> tuple[str, str]:
     """(model name or hub ID, its last part) — 'Qwen/Qwen3-0.6B' → 'Qwen3-0.6B'."""
-    model = report.config.get("model") or {}
-    full = str(model.get("id") or report.model.name or Path(report.model.path or "model").name)
+    model_id = report.config.model.id if report.config is not None else None
+    full = str(model_id or report.model.name or Path(report.model.path or "model").name)
     return full, full.rstrip("/").rsplit("/", 1)[-1] or "model"
 
 
@@ -293,21 +277,21 @@ def collect(report: Report, run_dir: Path) -> DeliverableData:
             served_name=report.serve.served_name or report.model.name,
             port=report.serve.port,
         )
-    host = _host(report)
+    host = report.env
     env_rows, pins = environment(host)
     tasks = _tasks(report, role)
-    opts = _options(report)
-    limited = opts.get("task_limit") is not None or opts.get("lmeval_limit") is not None
-    ratio = (report.compare or {}).get("perf_ratio")
-    model_ref = report.model_ref or {}
+    opts = report.config.phases.consistency.options if report.config is not None else None
+    limited = opts is not None and (opts.task_limit is not None or opts.lmeval_limit is not None)
+    ratio = report.compare.perf_ratio if report.compare is not None else None
+    model_spec = report.config.model if report.config is not None else None
     return DeliverableData(
         model=short,
         file_stem=_SAFE_STEM.sub("-", short).strip(".-") or "model",
-        model_name=str((report.config.get("model") or {}).get("id") or report.model.path or full),
+        model_name=str((model_spec.id if model_spec else None) or report.model.path or full),
         served_name=serve.served_name if serve else (report.serve.served_name or report.model.name),
         source=report.model.source,
-        hub=(report.config.get("model") or {}).get("hub") if report.model.source == "hub" else None,
-        revision=(report.config.get("model") or {}).get("revision"),
+        hub=model_spec.hub if model_spec is not None and report.model.source == "hub" else None,
+        revision=model_spec.revision if model_spec is not None else None,
         dtype=report.model.dtype or NOT_MEASURED,
         max_model_len=report.model.max_model_len,
         status=report.status,
@@ -321,16 +305,16 @@ def collect(report: Report, run_dir: Path) -> DeliverableData:
         created=report.created,
         conclusion=report.conclusion,
         serve=serve,
-        chat=bool(model_ref.get("has_chat_template")),
+        chat=report.model_ref is not None and report.model_ref.has_chat_template,
         hardware=hardware(host),
         env=env_rows,
         install_pins=pins,
         tasks=tasks,
         limit=max((t.items or 0) for t in tasks) if limited and tasks else None,
-        num_fewshot=opts.get("num_fewshot") if isinstance(opts.get("num_fewshot"), int) else None,
+        num_fewshot=None,  # the built-in tasks are zero-shot; lm-eval tasks keep their own
         perf=_perf(stack.bench if stack else None),
         perf_ratio=_fmt(ratio),
-        serve_args=_serve_args(report, stack.spec if stack else {}),
+        serve_args=_serve_args(model_spec, stack.spec if stack else None),
         features=read_features(run_dir),
         faq=faq(report),
         evaluation=list(report.evaluation),

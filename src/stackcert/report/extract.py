@@ -1,4 +1,5 @@
-"""Pull the numbers the report shows out of the step payloads (tolerant of missing parts)."""
+"""The report's derived views of the typed results: the conclusion, the serve command, the side-by-side
+evaluation table and the plot series (every part may be missing)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stackcert.pipeline.steps import RunContext
-from stackcert.pipeline.verdict import Verdict, VerdictResult
-from stackcert.report.schema import EvalRow
+from stackcert.bench.records import BenchResult, RunMetrics
+from stackcert.consistency.logprobs import LogprobStats
+from stackcert.consistency.options import ConsistencyResult
+from stackcert.report.schema import EvalRow, Series
+from stackcert.runmodel.results import RunResults
+from stackcert.runmodel.steps import StepRecord
+from stackcert.runmodel.verdict import Verdict, VerdictResult
 
 _MAX_LATENCY_POINTS = 2000
 
 
 def conclusion(v: VerdictResult, reference: str, candidate: str) -> str:
+    """The one-paragraph conclusion of the verdict."""
     if v.verdict is Verdict.PASS:
         return f"PASS: both stacks pass every gate; the candidate '{candidate}' is recommended."
     if v.verdict is Verdict.PARTIAL:
@@ -26,6 +32,7 @@ def conclusion(v: VerdictResult, reference: str, candidate: str) -> str:
 
 
 def vllm_command(model_path: str, served: str, engine_args: dict[str, Any], dtype: str) -> list[str]:
+    """The vLLM serve command for a stack that recorded none (it never started)."""
     argv = [
         sys.executable,
         "-m",
@@ -62,7 +69,7 @@ def with_port(argv: list[str], port: int) -> list[str]:
     return out
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def _fmt(value: object, digits: int = 2) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
@@ -70,17 +77,17 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def _point_metrics(bench: dict[str, Any] | None) -> list[tuple[int | None, dict[str, Any]]]:
-    """(concurrency, mean metrics of the kept runs) per load point."""
-    out: list[tuple[int | None, dict[str, Any]]] = []
-    for point in (bench or {}).get("points", []) or []:
-        runs = [r.get("metrics", {}) for r in point.get("runs", []) if not r.get("discarded")]
-        if runs:
-            out.append((point.get("concurrency"), runs[-1]))
+def _point_metrics(bench: BenchResult | None) -> list[tuple[int | None, RunMetrics]]:
+    """(concurrency, metrics of the last kept run) per load point."""
+    out: list[tuple[int | None, RunMetrics]] = []
+    for point in bench.points if bench is not None else []:
+        kept = point.kept()
+        if kept:
+            out.append((point.concurrency, kept[-1]))
     return out
 
 
-def _headline(bench: dict[str, Any] | None) -> dict[str, Any] | None:
+def _headline(bench: BenchResult | None) -> RunMetrics | None:
     """The metrics of the highest-concurrency point."""
     points = _point_metrics(bench)
     if not points:
@@ -88,111 +95,108 @@ def _headline(bench: dict[str, Any] | None) -> dict[str, Any] | None:
     return max(points, key=lambda p: p[0] or 0)[1]
 
 
-def evaluation_rows(ctx: RunContext, reference: str, candidate: str) -> list[EvalRow]:
+def evaluation_rows(results: RunResults, timeline: list[StepRecord], perf_gate: float) -> list[EvalRow]:
+    """The side-by-side table: smoke, serving, consistency, accuracy and performance."""
     rows: list[EvalRow] = []
-    smoke = [ctx.result(f"{r}.smoke") or {} for r in ("reference", "candidate")]
+    smoke = [results.reference.smoke, results.candidate.smoke]
     if any(smoke):
         rows.append(
             EvalRow(
                 group="smoke",
                 metric="status",
-                reference=_fmt(smoke[0].get("status")),
-                candidate=_fmt(smoke[1].get("status")),
+                reference=_fmt(smoke[0].status.value if smoke[0] else None),
+                candidate=_fmt(smoke[1].status.value if smoke[1] else None),
             )
         )
         rows.append(
             EvalRow(
                 group="smoke",
                 metric="sample output",
-                reference=_fmt(smoke[0].get("output_sample")),
-                candidate=_fmt(smoke[1].get("output_sample")),
+                reference=_fmt(smoke[0].output_sample if smoke[0] else None),
+                candidate=_fmt(smoke[1].output_sample if smoke[1] else None),
             )
         )
-    starts = [ctx.ledger.get(f"{r}.serve") for r in ("reference", "candidate")]
-    if any(r.status.done for r in starts):
+    by_id = {r.id: r for r in timeline}
+    starts = [by_id.get(f"{r}.serve") for r in ("reference", "candidate")]
+    if any(r is not None and r.status.done for r in starts):
         rows.append(
             EvalRow(
                 group="serving",
                 metric="engine start (s)",
-                reference=_fmt(starts[0].duration_s, 1),
-                candidate=_fmt(starts[1].duration_s, 1),
-                note=" / ".join(r.status.value for r in starts),
+                reference=_fmt(starts[0].duration_s if starts[0] else None, 1),
+                candidate=_fmt(starts[1].duration_s if starts[1] else None, 1),
+                note=" / ".join(r.status.value for r in starts if r is not None),
             )
         )
-    rows += _consistency_rows(ctx.result("consistency"))
-    heads = [_headline(ctx.result(f"{r}.bench")) for r in ("reference", "candidate")]
+    rows += _consistency_rows(results.consistency)
+    heads = [_headline(results.reference.bench), _headline(results.candidate.bench)]
     if any(heads):
-        a, b = heads[0] or {}, heads[1] or {}
-        for key, label in (("output_throughput", "output tok/s"), ("request_throughput", "requests/s")):
-            rows.append(
-                EvalRow(
-                    group="performance", metric=label, reference=_fmt(a.get(key)), candidate=_fmt(b.get(key))
-                )
-            )
-        for key, label in (
-            ("ttft_ms", "TTFT median (ms)"),
-            ("tpot_ms", "TPOT median (ms)"),
-            ("e2el_ms", "E2EL median (ms)"),
+        a, b = heads
+        for label, get in (
+            ("output tok/s", lambda m: m.output_throughput),
+            ("requests/s", lambda m: m.request_throughput),
+            ("TTFT median (ms)", lambda m: m.ttft_ms.median),
+            ("TPOT median (ms)", lambda m: m.tpot_ms.median),
+            ("E2EL median (ms)", lambda m: m.e2el_ms.median),
         ):
             rows.append(
                 EvalRow(
                     group="performance",
                     metric=label,
-                    reference=_fmt((a.get(key) or {}).get("median")),
-                    candidate=_fmt((b.get(key) or {}).get("median")),
+                    reference=_fmt(get(a) if a else None),
+                    candidate=_fmt(get(b) if b else None),
                 )
             )
-    compare = ctx.result("compare") or {}
-    if compare.get("perf_ratio") is not None:
+    compare = results.compare
+    if compare is not None and compare.perf_ratio is not None:
         rows.append(
             EvalRow(
                 group="performance",
                 metric="throughput ratio (candidate/reference)",
                 reference="1.00",
-                candidate=_fmt(compare["perf_ratio"]),
-                note=f"gate ≥ {ctx.config.gates.perf_ratio}",
+                candidate=_fmt(compare.perf_ratio),
+                note=f"gate ≥ {perf_gate}",
             )
         )
     return rows
 
 
-def _consistency_rows(cons: dict[str, Any] | None) -> list[EvalRow]:
-    if not cons:
+def _consistency_rows(cons: ConsistencyResult | None) -> list[EvalRow]:
+    if cons is None:
         return []
-    rows = [EvalRow(group="consistency", metric="status", reference="–", candidate=_fmt(cons.get("status")))]
-    tokens = (cons.get("tokens") or {}).get("summary") or {}
-    if tokens:
+    rows = [EvalRow(group="consistency", metric="status", reference="–", candidate=cons.status)]
+    summary = cons.tokens.summary if cons.tokens is not None else None
+    if summary is not None:
         rows.append(
             EvalRow(
                 group="consistency",
                 metric="greedy outputs identical",
                 reference="–",
-                candidate=f"{tokens.get('identical')}/{tokens.get('prompts')}",
-                note=f"{tokens.get('diverged_ok', 0)} diverged as near ties, {tokens.get('failed', 0)} "
-                f"failed ({tokens.get('cross_scored', 0)} judged by cross-scoring)",
+                candidate=f"{summary.identical}/{summary.prompts}",
+                note=f"{summary.diverged_ok} diverged as near ties, {summary.failed} "
+                f"failed ({summary.cross_scored} judged by cross-scoring)",
             )
         )
-    lp = _logprob_stats(cons)
-    for check in (cons.get("logprobs") or {}).get("checks") or []:
-        if isinstance(check, dict) and "decision" in check:
-            rows.append(
-                EvalRow(
-                    group="consistency",
-                    metric=f"{check.get('metric')} vs limit",
-                    reference=f"noise {_fmt(check.get('noise'), 4)}",
-                    candidate=_fmt(check.get("value"), 4),
-                    note=f"{check.get('decision')}: upper bound {_fmt(check.get('ci_high'), 4)} vs limit "
-                    f"{_fmt(check.get('limit'), 4)} (tolerance {_fmt(check.get('tolerance'), 4)}); "
-                    f"detects ≥ {_fmt(check.get('min_detectable'), 4)}",
-                )
+    for check in cons.logprobs.checks if cons.logprobs is not None else []:
+        rows.append(
+            EvalRow(
+                group="consistency",
+                metric=f"{check.metric} vs limit",
+                reference=f"noise {_fmt(check.noise, 4)}",
+                candidate=_fmt(check.value, 4),
+                note=f"{check.decision}: upper bound {_fmt(check.ci_high, 4)} vs limit "
+                f"{_fmt(check.limit, 4)} (tolerance {_fmt(check.tolerance, 4)}); "
+                f"detects ≥ {_fmt(check.min_detectable, 4)}",
             )
-    if lp:
+        )
+    stats = _logprob_stats(cons)
+    if stats is not None:
         rows.append(
             EvalRow(
                 group="consistency",
                 metric="mean / max KL (nats)",
                 reference="–",
-                candidate=f"{_fmt(lp.get('mean_kl'), 4)} / {_fmt(lp.get('max_kl'), 4)}",
+                candidate=f"{_fmt(stats.mean_kl, 4)} / {_fmt(stats.max_kl, 4)}",
             )
         )
         rows.append(
@@ -200,33 +204,31 @@ def _consistency_rows(cons: dict[str, Any] | None) -> list[EvalRow]:
                 group="consistency",
                 metric="top-1 agreement",
                 reference="–",
-                candidate=_fmt(lp.get("top1_agreement"), 4),
+                candidate=_fmt(stats.top1_agreement, 4),
             )
         )
-    for task in (cons.get("tasks") or {}).get("tasks") or []:
-        if isinstance(task, dict) and "reference_accuracy" in task:
-            rows.append(
-                EvalRow(
-                    group="accuracy",
-                    metric=f"{task.get('task')} accuracy",
-                    reference=_fmt(task.get("reference_accuracy"), 3),
-                    candidate=_fmt(task.get("candidate_accuracy"), 3),
-                    note=f"{task.get('status')} (n={task.get('items')}): "
-                    f"{(task.get('rules') or {}).get('reason', '')}",
-                )
+    for task in cons.tasks.tasks if cons.tasks is not None else []:
+        rows.append(
+            EvalRow(
+                group="accuracy",
+                metric=f"{task.task} accuracy",
+                reference=_fmt(task.reference_accuracy, 3),
+                candidate=_fmt(task.candidate_accuracy, 3),
+                note=f"{task.status} (n={task.items}): {task.rules.reason}",
             )
+        )
     return rows
 
 
-def _logprob_stats(cons: dict[str, Any]) -> dict[str, Any]:
+def _logprob_stats(cons: ConsistencyResult | None) -> LogprobStats | None:
     """The reference-vs-candidate log-prob statistics of the consistency result."""
-    phase = cons.get("logprobs") or {}
-    stats = phase.get("comparison") if isinstance(phase, dict) else None
-    return stats if isinstance(stats, dict) else {}
+    if cons is None or cons.logprobs is None:
+        return None
+    return cons.logprobs.comparison
 
 
-def _latencies(bench: dict[str, Any] | None) -> list[float]:
-    path = (bench or {}).get("records_path")
+def _latencies(bench: BenchResult | None) -> list[float]:
+    path = bench.records_path if bench is not None else None
     if not path or not Path(path).exists():
         return []
     out: list[float] = []
@@ -236,35 +238,26 @@ def _latencies(bench: dict[str, Any] | None) -> list[float]:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("success") and not rec.get("warmup"):
+            if isinstance(rec, dict) and rec.get("success") and not rec.get("warmup"):
                 out.append(float(rec.get("latency", 0.0)) * 1000.0)
             if len(out) >= _MAX_LATENCY_POINTS:
                 break
     return out
 
 
-def series(ctx: RunContext) -> dict[str, Any]:
-    latency: dict[str, list[float]] = {}
-    throughput: dict[str, list[list[float]]] = {}
-    for role in ("reference", "candidate"):
-        name = ctx.stack(role).name
-        bench = ctx.result(f"{role}.bench")
+def series(results: RunResults, reference: str, candidate: str) -> Series:
+    """The plot data: latencies and throughput per stack, mean KL per scored text."""
+    out = Series()
+    for role, name in (("reference", reference), ("candidate", candidate)):
+        bench = results.stack(role).bench
         lat = _latencies(bench)
         if lat:
-            latency[name] = lat
-        pts = [[float(c), float(m.get("output_throughput", 0.0))] for c, m in _point_metrics(bench) if c]
+            out.latency[name] = lat
+        pts = [[float(c), float(m.output_throughput)] for c, m in _point_metrics(bench) if c]
         if pts:
-            throughput[name] = pts
-    kl: list[list[float]] = []
-    cons = ctx.result("consistency") or {}
-    lp = _logprob_stats(cons)
-    per_token = lp.get("per_token_kl")
-    if isinstance(per_token, list):
-        kl = [[float(i), float(v)] for i, v in enumerate(per_token)]
-    else:
-        kl = [
-            [float(t.get("index", i)), float(t.get("mean_kl", 0.0))]
-            for i, t in enumerate(lp.get("per_text") or [])
-        ]
-    axis = "token" if isinstance(per_token, list) else "text"
-    return {"latency": latency, "throughput": throughput, "kl": kl, "kl_axis": axis}
+            out.throughput[name] = pts
+    stats = _logprob_stats(results.consistency)
+    if stats is not None:  # the statistics keep the mean KL per scored text
+        out.kl = [[float(t.index), float(t.mean_kl)] for t in stats.per_text]
+        out.kl_axis = "text"
+    return out

@@ -97,7 +97,7 @@ def env_rows(report: Report, limit: int = 40) -> list[tuple[str, str]]:
         elif value is not None and value != "":
             rows.append((prefix, str(value)))
 
-    walk("", report.env or {}, 0)
+    walk("", report.env.model_dump(mode="json") if report.env is not None else {}, 0)
     return rows
 
 
@@ -143,10 +143,8 @@ def faq(report: Report) -> list[dict[str, str]]:
 
 def _plots(report: Report) -> dict[str, Markup]:
     s = report.series
-    lat = s.get("latency") or {}
-    thr = s.get("throughput") or {}
-    kl = s.get("kl") or []
-    per_token = s.get("kl_axis") == "token"
+    lat, thr, kl = s.latency, s.throughput, s.kl
+    per_token = s.kl_axis == "token"
     return {
         "latency": Markup(
             plots.histogram(

@@ -2,20 +2,28 @@
 
 The top section (`status`, `pipeline`, `model`, `steps`, `errors`, `conclusion`) keeps the shape of
 FlagRelease's final report so tools written for it can read ours; everything below it is the full
-record of what each step produced. Step payloads are kept as the JSON their library wrote (each
-library versions its own schema), so the report never loses a field.
+record of what each step produced, as the phase libraries' own typed models (`stackcert.runmodel`):
+`stackcert report` reads report.json back into the same models.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from stackcert import SCHEMA_VERSION, __version__
+from stackcert.bench.records import BenchResult
+from stackcert.config import StackSpec
+from stackcert.consistency.options import ConsistencyResult
+from stackcert.diagnose.bisect_report import BisectReport
+from stackcert.engines.base import ModelRef
+from stackcert.env.probe import HostInfo
 from stackcert.evidence.findings import Finding
-from stackcert.pipeline.ledger import StepRecord
-from stackcert.pipeline.verdict import VerdictResult
+from stackcert.install.gate import GateResult
+from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.results import CompareResult
+from stackcert.runmodel.steps import StepRecord
+from stackcert.runmodel.verdict import VerdictResult
+from stackcert.smoke.models import SmokeResult
 
 REPORT_SCHEMA = "stackcert.report/1"
 
@@ -29,6 +37,8 @@ class FlagStep(BaseModel):
 
 
 class FlagSteps(BaseModel):
+    """The FlagRelease summary's four steps."""
+
     install_stack: FlagStep
     env_verify: FlagStep
     model_verify: FlagStep
@@ -36,6 +46,8 @@ class FlagSteps(BaseModel):
 
 
 class ModelSummary(BaseModel):
+    """The model the run certified, in the FlagRelease summary."""
+
     name: str
     path: str | None = None
     source: str = "demo"
@@ -44,12 +56,14 @@ class ModelSummary(BaseModel):
 
 
 class StackReport(BaseModel):
+    """One stack of the run: its spec, engine start, smoke test and benchmark."""
+
     name: str
     role: str = Field(..., description="reference | candidate")
-    spec: dict[str, Any]
+    spec: StackSpec
     serve: StepRecord | None = None
-    smoke: dict[str, Any] | None = None
-    bench: dict[str, Any] | None = None
+    smoke: SmokeResult | None = None
+    bench: BenchResult | None = None
     serve_command: list[str] = Field(default_factory=list, description="how to serve this stack by hand")
     serve_env: dict[str, str] = Field(default_factory=dict)
 
@@ -75,7 +89,20 @@ class ServeAdvice(BaseModel):
     port: int = 8000
 
 
+class Series(BaseModel):
+    """Plot data: latency per stack, throughput per concurrency, KL per token or text."""
+
+    latency: dict[str, list[float]] = Field(default_factory=dict, description="stack -> latencies (ms)")
+    throughput: dict[str, list[list[float]]] = Field(
+        default_factory=dict, description="stack -> [[concurrency, output tok/s]]"
+    )
+    kl: list[list[float]] = Field(default_factory=list, description="[[position, KL]]")
+    kl_axis: str = "token"
+
+
 class Report(BaseModel):
+    """report.json: the FlagRelease-compatible summary, then every step's typed result."""
+
     # --- FlagRelease-compatible top section ---
     status: str = Field(..., description="PASS | PARTIAL | FAIL")
     pipeline: str = "stackcert run"
@@ -96,19 +123,15 @@ class Report(BaseModel):
     candidate: str
     engine_starts: dict[str, int] = Field(default_factory=dict)
     timeline: list[StepRecord] = Field(default_factory=list)
-    env: dict[str, Any] | None = None
-    install: dict[str, Any] | None = None
-    model_ref: dict[str, Any] | None = None
+    env: HostInfo | None = None
+    install: GateResult | None = None
+    model_ref: ModelRef | None = None
     stacks: dict[str, StackReport] = Field(default_factory=dict)
-    consistency: dict[str, Any] | None = None
-    compare: dict[str, Any] | None = None
-    bisect: dict[str, Any] | None = None
+    consistency: ConsistencyResult | None = None
+    compare: CompareResult | None = None
+    bisect: BisectReport | None = None
     findings: list[Finding] = Field(default_factory=list)
     serve: ServeAdvice = Field(default_factory=ServeAdvice)
     evaluation: list[EvalRow] = Field(default_factory=list)
-    series: dict[str, Any] = Field(
-        default_factory=dict,
-        description="plot data: latency {stack: [ms]}, throughput {stack: [[concurrency, tok/s]]}, "
-        "kl [[token position, KL]]",
-    )
-    config: dict[str, Any] = Field(default_factory=dict)
+    series: Series = Field(default_factory=Series)
+    config: RunConfig | None = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stackcert.evidence.findings import Finding
 from stackcert.status import Status
@@ -12,6 +12,7 @@ _SEVERITY = [Status.CRASH, Status.TIMEOUT, Status.FAIL, Status.PASS, Status.SKIP
 
 
 class SmokePrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     name: str
     prompt: str
     expect: str | None = Field(None, description="a substring the greedy output must contain (optional)")
@@ -28,6 +29,8 @@ BUILTIN_PROMPTS: list[SmokePrompt] = [
 class QualityThresholds(BaseModel):
     """When generated text counts as degenerate (stuck in a tiny loop), not merely repetitive."""
 
+    model_config = ConfigDict(extra="forbid")
+
     max_period_chars: int = Field(8, description="a loop unit at most this long ...")
     min_repeats: int = Field(4, description="... repeated at least this often ...")
     min_loop_fraction: float = Field(0.5, description="... covering at least this share of the text")
@@ -38,6 +41,7 @@ class QualityThresholds(BaseModel):
 
 
 class SmokeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     offline: bool = Field(True, description="run Phase A (offline generation)")
     serve: bool = Field(True, description="run Phase B (served API checks)")
     prompts: list[SmokePrompt] = Field(default_factory=lambda: list(BUILTIN_PROMPTS), min_length=1)

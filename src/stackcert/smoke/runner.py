@@ -17,7 +17,7 @@ from stackcert.engines.base import ModelRef, Server, ServerTimeouts
 from stackcert.errors import EngineError, StepTimeout
 from stackcert.evidence.findings import Component, Finding, Layer, Severity
 from stackcert.evidence.signature import signature
-from stackcert.jsonio import envelope, now_iso, read_json, write_json_atomic
+from stackcert.jsonio import read_json
 from stackcert.progress import NullProgress, Progress
 from stackcert.secrets import auth_headers
 from stackcert.smoke.checks import SERVE_CHECKS, Outcome, ServeContext, run_check
@@ -26,10 +26,6 @@ from stackcert.smoke.offline import offline_phase
 from stackcert.status import Status
 
 _ENGINE_COMPONENT = {"vllm": Component.VLLM, "transformers": Component.TRANSFORMERS}
-
-
-def stack_dir(run_dir: Path, stack: str) -> Path:
-    return run_dir / "stacks" / stack
 
 
 def _check_finding(
@@ -192,16 +188,16 @@ def run_smoke(
     stack: StackSpec,
     model: ModelRef,
     *,
-    run_dir: Path,
+    folder: Path,
     server: Server | None = None,
     options: SmokeOptions | None = None,
     progress: Progress | None = None,
 ) -> SmokeResult:
-    """Smoke one stack and write `<run_dir>/stacks/<stack>/smoke.json`. Never raises for a failing stack."""
+    """Smoke one stack; `folder` is the stack's own (server.log, effective_ops.json). Never raises for a
+    failing stack; the caller writes the result."""
     options = options or SmokeOptions()
     progress = progress or NullProgress()
-    began, t0 = now_iso(), time.monotonic()
-    folder = stack_dir(run_dir, stack.name)
+    t0 = time.monotonic()
     folder.mkdir(parents=True, exist_ok=True)
 
     phase_a = offline_phase(stack, model, folder, options, progress)
@@ -231,5 +227,4 @@ def run_smoke(
         effective_ops=read_effective_ops(folder),
         log_path=log_path,
     )
-    write_json_atomic(folder / "smoke.json", envelope("smoke", result.model_dump(mode="json"), started=began))
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import pytest
@@ -132,8 +131,6 @@ def test_run_bench_writes_records_and_summary(tmp_path: Path) -> None:
     assert m.completed == 12 and m.total_output == 48 and m.total_input == 12 * 3
     recs = load_records(tmp_path / "requests.jsonl")
     assert len(recs) == 1 + 2 * 12 and sum(r.warmup for r in recs) == 1
-    summary = json.loads((tmp_path / "bench.json").read_text())
-    assert summary["kind"] == "bench" and summary["schema_version"]
 
 
 def test_server_dying_mid_benchmark_keeps_records_and_marks_crash(tmp_path: Path) -> None:
@@ -153,7 +150,6 @@ def test_server_dying_mid_benchmark_keeps_records_and_marks_crash(tmp_path: Path
     assert sum(r.success for r in recs) == 6  # 1 warm-up + 5 measured before it died
     assert any(not r.success for r in recs)
     assert len(res.points) == 1  # it stopped at the point where the server died
-    assert json.loads((tmp_path / "b" / "bench.json").read_text())["status"] == "crash"
 
 
 def test_open_loop_rate_records_intended_times(tmp_path: Path) -> None:

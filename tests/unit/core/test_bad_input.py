@@ -133,7 +133,7 @@ def test_resume_with_a_damaged_config_json(tmp_path: Path, content: str) -> None
 
 
 def test_resume_with_a_damaged_state_json(tmp_path: Path) -> None:
-    from stackcert.pipeline.config import from_preset
+    from stackcert.runmodel.config import from_preset
 
     run = tmp_path / "r"
     run.mkdir()

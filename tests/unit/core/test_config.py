@@ -114,7 +114,7 @@ def test_a_refused_engine_arg_in_a_config_file_is_one_line_with_its_place(tmp_pa
     import pytest
 
     from stackcert.errors import ConfigError
-    from stackcert.pipeline.config import load_run_config
+    from stackcert.runmodel.config import load_run_config
 
     cfg = tmp_path / "run.yaml"
     cfg.write_text(

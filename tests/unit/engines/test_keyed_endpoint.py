@@ -41,7 +41,7 @@ def test_smoke_on_a_keyed_endpoint(tmp_path: Path, in_url: bool) -> None:
         result = run_smoke(
             server.stack,
             _model(fake.served_model),
-            run_dir=tmp_path,
+            folder=tmp_path / "stacks" / server.stack.name,
             server=server,
             options=SmokeOptions(offline=False),
         )

@@ -98,7 +98,7 @@ def test_absurd_usage_fails_the_bench_run(tmp_path: Path, count: int) -> None:
         profile = Profile(name="t", input_len=8, output_len=4, num_prompts=2, concurrency=[1], warmup=0)
         result = run_bench(fake.base_url, FakeWordTokenizer(), [profile], out_dir=tmp_path)
     assert result.status == "fail" and "completion_tokens" in result.reason
-    assert (tmp_path / "bench.json").exists()
+    assert (tmp_path / "requests.jsonl").exists()  # the records so far are kept
 
 
 def test_one_mib_of_one_character_is_judged_fast() -> None:

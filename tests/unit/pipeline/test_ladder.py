@@ -16,12 +16,14 @@ import pytest
 from stackcert.config import StackSpec, load_preset
 from stackcert.diagnose import answers
 from stackcert.engines import engine_ops
-from stackcert.pipeline import analysis
-from stackcert.pipeline.config import from_preset
+from stackcert.engines.base import ModelRef, ServerInfo
+from stackcert.pipeline import analysis, ladder
+from stackcert.pipeline.context import Outcome
 from stackcert.pipeline.ladder import added_component, ladder_step, switches
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.libs import Outcome
 from stackcert.pipeline.runner import PLAN, Pipeline
+from stackcert.runmodel.config import from_preset
+from stackcert.runmodel.results import ResolvedModel
 from stackcert.status import Status
 
 FLAGOS = load_preset("flagos")
@@ -111,6 +113,7 @@ class FakeServer:
         self.stack = stack
         self.served_model = "m"
         self.base_url = "http://fake"
+        self.info = ServerInfo(stack=stack.name, engine="vllm", base_url=self.base_url, served_model="m")
 
 
 def _walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> tuple[Pipeline, list[str]]:
@@ -125,15 +128,16 @@ def _walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> tuple
     def fake_collect(server: FakeServer, prompts: Any = None, **kw: Any) -> list[answers.Answer]:
         return BAD if order.index(server.stack.name) >= order.index(broken) else REF
 
-    monkeypatch.setattr("stackcert.engines.launch_server", fake_launch)
+    monkeypatch.setattr(ladder, "launch_server", fake_launch)
     monkeypatch.setattr(answers, "collect", fake_collect)
     cfg = from_preset("flagos")
-    pipe = Pipeline(cfg, tmp_path, Ledger.create(tmp_path, PLAN))
+    pipe = Pipeline(cfg, Ledger.create(tmp_path, PLAN))
     for step in ("env", "install", "model", "reference.serve", "reference.smoke", "candidate.serve"):
         pipe.step(step, lambda: Outcome(status=Status.PASS), 5)
     pipe.step("candidate.smoke", lambda: Outcome(status=Status.FAIL, reason="wrong answer"), 5)
-    pipe.ctx.model = object()  # type: ignore[assignment]
-    monkeypatch.setattr(analysis, "_kept_answers", lambda ctx: REF)
+    model = ModelRef(path=tmp_path, served_name="m", tokenizer=tmp_path)
+    pipe.ctx.results.model = ResolvedModel(model=model)
+    monkeypatch.setattr(ladder, "kept_answers", lambda ctx: REF)
     assert pipe.step("ladder", lambda: ladder_step(pipe.ctx), 30) is Status.PASS
     return pipe, started
 
@@ -141,20 +145,20 @@ def _walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> tuple
 def test_walk_names_the_first_failing_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe, started = _walk(tmp_path, monkeypatch, broken="plugin_oot")
     assert started == ["plugin", "plugin_dispatch", "plugin_oot"]  # one start per level, stops there
-    ladder = pipe.ctx.result("ladder")
-    assert ladder is not None
-    assert ladder["failing_level"] == "plugin_oot" and ladder["switch"] == {"VLLM_FL_OOT_ENABLED": ["0", "1"]}
-    assert ladder["component"] == "vllm_fl"
-    assert ladder["findings"][0]["component"] == "vllm_fl"
+    walk = pipe.ctx.results.ladder
+    assert walk is not None
+    assert walk.failing_level == "plugin_oot" and walk.switch == {"VLLM_FL_OOT_ENABLED": ["0", "1"]}
+    assert walk.component == "vllm_fl"
+    assert walk.findings[0].component.value == "vllm_fl"
     why = analysis.bisect_reason(pipe.ctx)
     assert why is not None and "names vllm_fl" in why  # no operator bisection for the plugin's own ops
 
 
 def test_walk_to_flaggems_hands_over_to_bisection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe, _ = _walk(tmp_path, monkeypatch, broken="plugin_flaggems")
-    ladder = pipe.ctx.result("ladder")
-    assert ladder is not None and ladder["component"] == "flag_gems" and ladder["operator_library"]
-    assert ladder["findings"][0]["layer"] == "L3"
+    walk = pipe.ctx.results.ladder
+    assert walk is not None and walk.component == "flag_gems" and walk.operator_library
+    assert walk.findings[0].layer.value == "L3"
     assert analysis.bisect_reason(pipe.ctx) is None
 
 
@@ -163,12 +167,12 @@ def test_walk_blames_the_candidates_own_switch_when_all_levels_pass(
 ) -> None:
     pipe, started = _walk(tmp_path, monkeypatch, broken="full")
     assert started == ["plugin", "plugin_dispatch", "plugin_oot", "plugin_flaggems"]
-    ladder = pipe.ctx.result("ladder")
-    assert ladder is not None and ladder["failing_level"] == "full" and ladder["component"] == "flagcx"
+    walk = pipe.ctx.results.ladder
+    assert walk is not None and walk.failing_level == "full" and walk.component == "flagcx"
 
 
 def test_no_walk_when_the_candidate_passes(tmp_path: Path) -> None:
-    pipe = Pipeline(from_preset("flagos"), tmp_path, Ledger.create(tmp_path, PLAN))
+    pipe = Pipeline(from_preset("flagos"), Ledger.create(tmp_path, PLAN))
     for step in ("reference.serve", "reference.smoke", "candidate.serve", "candidate.smoke"):
         pipe.step(step, lambda: Outcome(status=Status.PASS), 5)
     assert pipe.step("ladder", lambda: ladder_step(pipe.ctx), 5) is Status.SKIPPED

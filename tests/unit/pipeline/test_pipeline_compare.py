@@ -7,12 +7,17 @@ from typing import Any
 
 import pytest
 
+from stackcert.bench.records import BenchResult
 from stackcert.config import OperatorSelection
+from stackcert.consistency.options import ConsistencyResult
 from stackcert.pipeline import analysis
-from stackcert.pipeline.config import from_preset
+from stackcert.pipeline.context import Outcome
 from stackcert.pipeline.ledger import Ledger
+from stackcert.pipeline.reporting import build_report, verdict_of
 from stackcert.pipeline.runner import PLAN, Pipeline
-from stackcert.report.build import build_report, verdict_of
+from stackcert.runmodel.config import from_preset
+from stackcert.runmodel.results import StepResult
+from stackcert.smoke.models import SmokeResult
 from stackcert.status import Status
 
 STATS = {"mean": 10.0, "median": 10.0, "count": 4}
@@ -67,31 +72,37 @@ def _smoke(name: str, status: str) -> dict[str, Any]:
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(from_preset("demo"), tmp_path, Ledger.create(tmp_path, PLAN))
+    return Pipeline(from_preset("demo"), Ledger.create(tmp_path, PLAN))
 
 
-def _done(pipe: Pipeline, step: str, status: Status, payload: dict[str, Any] | None = None) -> None:
-    from stackcert.pipeline.libs import Outcome
-
-    pipe.step(step, lambda: Outcome(status=status, payload=payload or {}), 5)
+def _done(pipe: Pipeline, step: str, status: Status, result: StepResult | None = None) -> None:
+    pipe.step(step, lambda: Outcome(status=status, result=result), 5)
 
 
 def _fill(pipe: Pipeline, cand_tput: float, cand_smoke: str = "pass", consistency: str = "pass") -> None:
     for step in ("env", "install", "model", "reference.serve", "candidate.serve"):
         _done(pipe, step, Status.PASS)
-    _done(pipe, "reference.smoke", Status.PASS, _smoke("eager", "pass"))
-    _done(pipe, "candidate.smoke", Status(cand_smoke), _smoke("compiled", cand_smoke))
-    _done(pipe, "reference.bench", Status.PASS, _bench(100.0))
-    _done(pipe, "candidate.bench", Status.PASS, _bench(cand_tput))
-    _done(pipe, "consistency", Status.PASS if consistency == "pass" else Status.FAIL, {"status": consistency})
+    _done(pipe, "reference.smoke", Status.PASS, SmokeResult.model_validate(_smoke("eager", "pass")))
+    _done(
+        pipe,
+        "candidate.smoke",
+        Status(cand_smoke),
+        SmokeResult.model_validate(_smoke("compiled", cand_smoke)),
+    )
+    _done(pipe, "reference.bench", Status.PASS, BenchResult.model_validate(_bench(100.0)))
+    _done(pipe, "candidate.bench", Status.PASS, BenchResult.model_validate(_bench(cand_tput)))
+    cons = ConsistencyResult.model_validate(
+        {"status": consistency, "reference": "eager", "candidate": "compiled"}
+    )
+    _done(pipe, "consistency", Status.PASS if consistency == "pass" else Status.FAIL, cons)
 
 
 def test_fast_consistent_candidate_passes(pipe: Pipeline) -> None:
     _fill(pipe, 95.0)
     assert pipe.step("compare", lambda: analysis.compare_step(pipe.ctx), 30) is Status.PASS
-    compare = pipe.ctx.result("compare")
-    assert compare is not None and compare["perf_ok"] is True and compare["perf_ratio"] == pytest.approx(0.95)
-    assert compare["diff"]["conclusion"] == "BOTH_PASS"
+    compare = pipe.ctx.results.compare
+    assert compare is not None and compare.perf_ok is True and compare.perf_ratio == pytest.approx(0.95)
+    assert compare.diff is not None and compare.diff.conclusion == "BOTH_PASS"
     v = verdict_of(pipe.ctx)
     assert (v.verdict.value, v.recommended, v.exit_code) == ("PASS", "full", 0)
 
@@ -107,7 +118,7 @@ def test_slow_candidate_is_partial_and_the_report_says_why(pipe: Pipeline) -> No
         r.metric == "throughput ratio (candidate/reference)" and r.candidate == "0.50"
         for r in report.evaluation
     )
-    assert report.series["throughput"] == {"eager": [[1.0, 100.0]], "compiled": [[1.0, 50.0]]}
+    assert report.series.throughput == {"eager": [[1.0, 100.0]], "compiled": [[1.0, 50.0]]}
 
 
 def test_bisect_only_when_an_operator_library_is_involved(pipe: Pipeline) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from stackcert.errors import ConfigError, UsageError
-from stackcert.pipeline.config import RunConfig, from_preset, load_run_config
+from stackcert.runmodel.config import RunConfig, from_preset, load_run_config
 
 GOOD = """\
 name: mini
@@ -43,9 +43,42 @@ def test_good_config_loads(tmp_path: Path) -> None:
     assert (
         cfg.reference == "a"
         and cfg.gates.perf_ratio == 0.7
-        and cfg.phases.bench.options == {"num_prompts": 4}
+        and cfg.phases.bench.options.model_dump(exclude_none=True) == {"num_prompts": 4}
     )
-    assert cfg.phases.smoke.options == {"offline": False}  # one engine start per stack by default
+    assert all(p.num_prompts == 4 for p in cfg.phases.bench.resolved())  # applied to every profile
+    assert cfg.phases.smoke.options.offline is False  # one engine start per stack by default
+
+
+@pytest.mark.parametrize(
+    ("phase", "option", "key"),
+    [
+        ("smoke", "{offline: false, max_tokns: 8}", "phases.smoke.options.max_tokns"),
+        ("consistency", "{sharegpt_txts: 4}", "phases.consistency.options.sharegpt_txts"),
+        ("consistency", "{tokens: {max_tokens: 0}}", "phases.consistency.options.tokens.max_tokens"),
+        ("bench", "{num_promts: 4}", "phases.bench.options.num_promts"),
+    ],
+    ids=["smoke-typo", "consistency-typo", "nested-range", "bench-typo"],
+)
+def test_phase_options_are_validated_when_the_config_loads(
+    tmp_path: Path, phase: str, option: str, key: str
+) -> None:
+    text = GOOD.replace("phases:\n", f"phases:\n  {phase}: {{options: {option}}}\n")
+    if phase == "bench":
+        text = GOOD.replace("options: {num_prompts: 4}", f"options: {option}")
+    with pytest.raises(ConfigError) as err:
+        load_run_config(_write(tmp_path, text))
+    assert key in err.value.one_line() and "run.yaml:" in (err.value.where or "")
+
+
+def test_cpu_demo_sizes_only_for_cpu_engines() -> None:
+    """The demo sizes and the low memory share are for CPU engines; a CUDA host keeps full sizes."""
+    cpu = from_preset("gpu", cuda=False)
+    gpu = from_preset("gpu", cuda=True)
+    assert cpu.phases.consistency.options.sharegpt_texts == 4
+    assert gpu.phases.consistency.options.sharegpt_texts == 8  # ConsistencyOptions' own default
+    demo_cpu, demo_gpu = from_preset("demo", cuda=False), from_preset("demo", cuda=True)
+    assert all(s.engine_args.get("gpu_memory_utilization") == 0.3 for s in demo_cpu.stacks.values())
+    assert all("gpu_memory_utilization" not in s.engine_args for s in demo_gpu.stacks.values())
 
 
 def test_demo_preset_builds_a_runconfig_with_low_memory_servers() -> None:

@@ -60,13 +60,18 @@ def test_interrupt_marks_pending_and_flags_the_run(tmp_path: Path) -> None:
     assert state["steps"]["a"]["status"] == "pending" and state["interrupted"] is True
 
 
-def test_result_reads_back_the_saved_json(tmp_path: Path) -> None:
-    led = Ledger.create(tmp_path, PLAN)
-    (tmp_path / "a.json").write_text('{"x": 1}')
-    led.start("a")
-    led.finish("a", Status.PASS, result_file="a.json")
-    assert Ledger.open(tmp_path).result("a") == {"x": 1}
-    assert led.result("b") is None
+def test_a_result_file_of_another_shape_reads_back_as_nothing(tmp_path: Path) -> None:
+    """A typed result is read back into its model, or not at all (never a half-filled guess)."""
+    from stackcert.runmodel.results import CompareResult, load_result
+
+    path = tmp_path / "compare.json"
+    path.write_text('{"schema_version": "1", "kind": "compare", "perf_ratio": 0.9, "notes": ["n"]}')
+    assert load_result(path, "compare") == CompareResult(perf_ratio=0.9, notes=["n"])
+    path.write_text('{"perf_ratio": "fast"}')
+    assert load_result(path, "compare") is None
+    path.write_text("{not json")
+    assert load_result(path, "compare") is None
+    assert load_result(tmp_path / "missing.json", "compare") is None
 
 
 def test_ensure_steps_adds_new_steps_without_losing_old_ones(tmp_path: Path) -> None:

@@ -10,17 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from stackcert.env.probe import HostInfo
 from stackcert.errors import ConfigError
-from stackcert.pipeline.config import from_preset
+from stackcert.pipeline.context import Outcome
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.libs import NotAvailable, Outcome, lib
 from stackcert.pipeline.runner import PLAN, Interrupted, Pipeline, call_with_deadline
+from stackcert.runmodel.config import from_preset
+from stackcert.runmodel.results import load_result
 from stackcert.status import Status
 
 
 @pytest.fixture
 def pipe(tmp_path: Path) -> Pipeline:
-    return Pipeline(from_preset("demo"), tmp_path, Ledger.create(tmp_path, PLAN))
+    return Pipeline(from_preset("demo"), Ledger.create(tmp_path, PLAN))
 
 
 def test_deadline_returns_value_or_times_out() -> None:
@@ -33,22 +35,31 @@ def test_deadline_returns_value_or_times_out() -> None:
     assert not ended and time.monotonic() - t0 < 2
 
 
-def test_step_records_payload_and_is_not_redone(pipe: Pipeline, tmp_path: Path) -> None:
+HOST = HostInfo(python="3.11", python_executable="/p", arch="x86_64", os="Linux", disk_path="/", cpu_count=42)
+
+
+def test_step_records_typed_result_and_is_not_redone(pipe: Pipeline, tmp_path: Path) -> None:
     calls = []
 
     def fn() -> Outcome:
         calls.append(1)
-        return Outcome(status=Status.PASS, payload={"answer": 42})
+        return Outcome(status=Status.PASS, result=HOST)
 
     assert pipe.step("env", fn, 5) is Status.PASS
+    assert pipe.ctx.results.env == HOST  # kept typed for the later steps
     finished = pipe.ledger.get("env").finished
     assert pipe.step("env", fn, 5) is Status.PASS and calls == [1]
     reopened = Ledger.open(tmp_path)
-    assert reopened.get("env").finished == finished and reopened.result("env")["answer"] == 42
-    assert reopened.result("env")["schema_version"]  # the common envelope
+    record = reopened.get("env")
+    assert record.finished == finished and record.result_file == "env.json"
+    assert load_result(tmp_path / "env.json", "env") == HOST  # read back into the same model
+    assert '"schema_version"' in (tmp_path / "env.json").read_text()  # the common envelope
+    again = Pipeline(from_preset("demo"), reopened)
+    again.ctx.load_done()
+    assert again.ctx.results.env == HOST
 
 
-def test_timeout_crash_missing_library_and_bad_input(pipe: Pipeline, tmp_path: Path) -> None:
+def test_timeout_crash_and_bad_input(pipe: Pipeline, tmp_path: Path) -> None:
     stopped = []
     assert (
         pipe.step(
@@ -66,13 +77,6 @@ def test_timeout_crash_missing_library_and_bad_input(pipe: Pipeline, tmp_path: P
 
     assert pipe.step("install", crash, 5) is Status.CRASH
     assert (tmp_path / "logs" / "install.traceback.txt").exists()
-
-    def missing() -> Outcome:
-        lib("stackcert.no_such_library", "run")
-        raise AssertionError("unreachable")
-
-    assert pipe.step("model", missing, 5) is Status.SKIPPED
-    assert pipe.ledger.get("model").reason.startswith("not available")
 
     def bad_input() -> Outcome:
         raise ConfigError("bad thing", where="x.yaml:3")
@@ -98,11 +102,3 @@ def test_ctrl_c_puts_the_step_back_to_pending(pipe: Pipeline, tmp_path: Path) ->
     assert err.value.step == "reference.bench"
     led = Ledger.open(tmp_path)
     assert led.status("reference.bench") is Status.PENDING and led.first_unfinished() == "env"
-
-
-def test_lib_distinguishes_missing_module_and_attribute() -> None:
-    with pytest.raises(NotAvailable):
-        lib("stackcert.not_there", "x")
-    with pytest.raises(NotAvailable):
-        lib("stackcert.status", "no_such_name")
-    assert lib("stackcert.status", "Status") is Status

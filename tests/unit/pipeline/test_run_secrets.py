@@ -9,8 +9,8 @@ import pytest
 
 from stackcert.config import StackSpec
 from stackcert.errors import UsageError
-from stackcert.pipeline.config import from_preset
 from stackcert.pipeline.session import new_run, resume_run
+from stackcert.runmodel.config import from_preset
 from stackcert.secrets import REDACTED, forget_key, redact, redact_url, register_key
 
 SECRET_ENV = "hf_abcdefghijkl"

@@ -20,11 +20,12 @@ from stackcert.diagnose import answers
 from stackcert.engines.base import EngineStartError, ModelRef
 from stackcert.evidence.findings import Finding
 from stackcert.pipeline import analysis
-from stackcert.pipeline.config import from_preset
+from stackcert.pipeline.context import Outcome
 from stackcert.pipeline.ledger import Ledger
-from stackcert.pipeline.libs import Outcome
+from stackcert.pipeline.reporting import build_report
 from stackcert.pipeline.runner import PLAN, Pipeline
-from stackcert.report.build import build_report
+from stackcert.runmodel.config import from_preset
+from stackcert.runmodel.results import ResolvedModel
 from stackcert.status import Status
 
 OPS = [f"op{i}" for i in range(40)] + ["mul"]
@@ -68,26 +69,29 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 def test_bisect_step_on_a_vllm_candidate(tmp_path: Path, fakes: list[dict[str, Any]]) -> None:
     cfg = from_preset("gpu")
-    pipe = Pipeline(cfg, tmp_path, Ledger.create(tmp_path, PLAN))
+    pipe = Pipeline(cfg, Ledger.create(tmp_path, PLAN))
     for step in ("env", "install", "model", "reference.serve", "reference.smoke"):
         pipe.step(step, lambda: Outcome(status=Status.PASS), 5)
     finding = Finding(step="launch", category="device_error", message="CUDA error: illegal memory access")
     pipe.step("candidate.serve", lambda: Outcome(status=Status.FAIL, findings=[finding]), 5)
-    pipe.ctx.model = ModelRef(path=tmp_path / "model", served_name="m", tokenizer=tmp_path / "model")
+    model = ModelRef(path=tmp_path / "model", served_name="m", tokenizer=tmp_path / "model")
+    pipe.ctx.results.model = ResolvedModel(model=model)
     # what the failed candidate start read back from its engine process
     cand_dir = tmp_path / "stacks" / "flaggems"
     cand_dir.mkdir(parents=True, exist_ok=True)
     (cand_dir / "effective_ops.json").write_text(json.dumps({"effective": OPS}))
-    (tmp_path / "bisect").mkdir(exist_ok=True)
-    (tmp_path / analysis.REFERENCE_ANSWERS).write_text(json.dumps([a.model_dump() for a in REF]))
+    pipe.layout.reference_answers.parent.mkdir(exist_ok=True)
+    pipe.layout.reference_answers.write_text(json.dumps([a.model_dump() for a in REF]))
     assert analysis.bisect_reason(pipe.ctx) is None  # a device fault names no kernel: bisect
     assert pipe.step("bisect", lambda: analysis.bisect_step(pipe.ctx), 30) is Status.PASS
-    data = pipe.ctx.result("bisect")
+    data = pipe.ctx.results.bisect
     assert data is not None
-    assert data["traceback_operator"] == "mul" and data["traceback_source"] == "CUDA_LAUNCH_BLOCKING=1 start"
-    assert data["result"]["culprits"] == ["mul"] and data["result"]["probes_used"] == 3
+    assert data.traceback_operator == "mul" and data.traceback_source == "CUDA_LAUNCH_BLOCKING=1 start"
+    assert data.result.culprits == ["mul"] and data.result.probes_used == 3
     assert fakes[0]["env"]["CUDA_LAUNCH_BLOCKING"] == "1" and len(fakes) == 4  # diagnostic + 3 probes
-    assert data["engine_starts"] == 4 and "reference_start_s" not in data["timing"]  # kept answers
+    assert data.engine_starts == 4 and "reference_start_s" not in data.timing  # kept answers
+    saved = json.loads((tmp_path / "bisect.json").read_text())  # written once, by the runner
+    assert saved["kind"] == "bisect" and saved["result"]["culprits"] == ["mul"]
     report = build_report(pipe.ctx)
     culprit = next(f for f in report.findings if f.category == "operator_culprit")
     assert (culprit.component.value, culprit.layer.value, culprit.operator) == ("flag_gems", "L3", "mul")
@@ -97,7 +101,7 @@ def test_bisect_step_on_a_vllm_candidate(tmp_path: Path, fakes: list[dict[str, A
 def test_consistency_only_failure_of_a_vllm_candidate_is_not_bisected(tmp_path: Path) -> None:
     """Measured on the GPU: FlagGems without mul served and passed smoke, consistency said 'retest';
     a bisection by engine starts would have spent ~11 starts on a difference its probes cannot see."""
-    pipe = Pipeline(from_preset("gpu"), tmp_path, Ledger.create(tmp_path, PLAN))
+    pipe = Pipeline(from_preset("gpu"), Ledger.create(tmp_path, PLAN))
     for step in ("reference.serve", "reference.smoke", "candidate.serve", "candidate.smoke"):
         pipe.step(step, lambda: Outcome(status=Status.PASS), 5)
     pipe.step("consistency", lambda: Outcome(status=Status.FAIL, reason="consistency retest"), 5)

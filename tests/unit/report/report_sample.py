@@ -49,13 +49,21 @@ def sample_report(status: str = "PARTIAL") -> dict[str, Any]:
             {"id": "candidate.bench", "status": "fail", "duration_s": 60.0, "reason": "ratio 0.5"},
             {"id": "bisect", "status": "skipped", "reason": "not available"},
         ],
-        "env": {"schema_version": "1.0", "host": {"cpu": "x86_64", "cores": 2}, "python": "3.11"},
+        "env": {
+            "python": "3.11",
+            "python_executable": "/usr/bin/python3",
+            "arch": "x86_64",
+            "os": "Linux",
+            "disk_path": "/",
+            "cpu_model": "x86_64",
+            "cpu_count": 2,
+        },
         "stacks": {
             "eager": {
                 "name": "eager",
                 "role": "reference",
-                "spec": {"name": "eager"},
-                "smoke": {"outputs": [INJECT]},
+                "spec": {"name": "eager", "engine": "vllm"},
+                "smoke": {"status": "pass", "stack": "eager", "engine": "vllm", "output_sample": INJECT},
             },
         },
         "evaluation": [

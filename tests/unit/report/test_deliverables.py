@@ -49,12 +49,46 @@ CARD_SECTIONS = (
 )
 
 
+_STATS = ("itl_ms", "itl_per_token_ms", "e2el_ms", "ttft_intended_ms", "e2el_intended_ms", "send_delay_ms")
+
+
 def _metrics(tps: float) -> dict[str, Any]:
     return {
+        "duration_s": 1.0,
+        "completed": 12,
+        "failed": 0,
+        "total_input": 768,
+        "total_output": 384,
         "output_throughput": tps,
         "request_throughput": tps / 32,
+        "total_token_throughput": tps * 3,
         "ttft_ms": {"median": 20.0, "mean": 21.0},
         "tpot_ms": {"median": 5.0},
+        **{k: {"median": 1.0} for k in _STATS},
+    }
+
+
+def _task(task: str, items: int, ref: float, cand: float) -> dict[str, Any]:
+    """One task comparison as the consistency phase records it (only the fields the documents read vary)."""
+    return {
+        "task": task,
+        "source": "built-in",
+        "items": items,
+        "reference_accuracy": ref,
+        "candidate_accuracy": cand,
+        "delta": cand - ref,
+        "ci95_newcombe": [-0.1, 0.1],
+        "ci95_wald": [-0.1, 0.1],
+        "counts": {"both_right": 30, "ref_only": 2, "cand_only": 1, "both_wrong": 7},
+        "mcnemar": {"method": "exact", "statistic": 1.0, "p_value": 1.0},
+        "rules": {
+            "verdict": "pass",
+            "abs_drop": 0.0,
+            "rel_drop": 0.0,
+            "item_diff": 1,
+            "reason": "within margin",
+        },
+        "status": "pass",
     }
 
 
@@ -65,6 +99,9 @@ def _bench(tps: float) -> dict[str, Any]:
         {"repeat": 2, "metrics": _metrics(tps + 10)},
     ]
     return {
+        "status": "pass",
+        "base_url": "http://127.0.0.1:1",
+        "model": "m",
         "profiles": [{"name": "demo", "input_len": 64, "output_len": 32}],
         "points": [{"profile": "demo", "point": "c=4", "concurrency": 4, "num_prompts": 12, "runs": runs}],
     }
@@ -77,9 +114,20 @@ def rich_report(
     data["model"]["source"] = "hub"
     data["config"] = {
         "model": {"source": "hub", "id": "Qwen/Qwen3-0.6B", "dtype": "bfloat16", "max_model_len": 4096},
+        "stacks": {
+            "eager": {"name": "eager", "engine": "vllm"},
+            "compiled": {"name": "compiled", "engine": "vllm"},
+        },
+        "reference": "eager",
+        "candidate": "compiled",
         "phases": {"consistency": {"options": {"task_limit": 40}}},
     }
-    data["model_ref"] = {"has_chat_template": chat}
+    data["model_ref"] = {
+        "path": "/models/qwen",
+        "served_name": name,
+        "tokenizer": "/models/qwen",
+        "has_chat_template": chat,
+    }
     pkg = {
         "torch": {"module": "torch", "version": "2.6.0", "distribution": "torch"},
         "vllm": {"module": "vllm", "version": "0.13.0", "distribution": "vllm"},
@@ -92,40 +140,32 @@ def rich_report(
     acc = {
         "vendor": "nvidia",
         "display": "NVIDIA",
+        "tool": "nvidia-smi",
         "count": 8,
         "devices": [gpu],
         "driver_version": "550.54.15",
+        "visible_devices_env": "CUDA_VISIBLE_DEVICES",
+        "flagcx_adaptor": None,
+        "flagtree_backend": None,
     }
     data["env"] = {
-        "kind": "env",
-        "host": {
-            "python": "3.11.7",
-            "os_release": "Ubuntu 22.04",
-            "arch": "x86_64",
-            "glibc": "2.35",
-            "accelerators": [acc],
-            "packages": pkg,
-        },
+        "python": "3.11.7",
+        "python_executable": "/usr/bin/python3",
+        "os": "Linux",
+        "os_release": "Ubuntu 22.04",
+        "arch": "x86_64",
+        "glibc": "2.35",
+        "disk_path": "/",
+        "accelerators": [acc],
+        "packages": pkg,
     }
     data["consistency"] = {
         "status": "pass",
+        "reference": "eager",
+        "candidate": "compiled",
         "tasks": {
-            "tasks": [
-                {
-                    "task": "arithmetic_mul",
-                    "items": 40,
-                    "reference_accuracy": 0.85,
-                    "candidate_accuracy": 0.825,
-                    "status": "pass",
-                },
-                {
-                    "task": "lm-eval:gsm8k",
-                    "items": 38,
-                    "reference_accuracy": 0.7,
-                    "candidate_accuracy": 0.725,
-                    "status": "pass",
-                },
-            ]
+            "status": "pass",
+            "tasks": [_task("arithmetic_mul", 40, 0.85, 0.825), _task("lm-eval:gsm8k", 38, 0.7, 0.725)],
         },
     }
     args = {"gpu_memory_utilization": 0.8, "tensor_parallel_size": 1, "enforce_eager": False}
@@ -133,13 +173,13 @@ def rich_report(
         "eager": {
             "name": "eager",
             "role": "reference",
-            "spec": {"name": "eager", "engine_args": args},
+            "spec": {"name": "eager", "engine": "vllm", "engine_args": args},
             "bench": _bench(100.0),
         },
         "compiled": {
             "name": "compiled",
             "role": "candidate",
-            "spec": {"name": "compiled", "engine_args": {**args, "enforce_eager": True}},
+            "spec": {"name": "compiled", "engine": "vllm", "engine_args": {**args, "enforce_eager": True}},
             "bench": _bench(200.0),
         },
     }
@@ -227,7 +267,9 @@ def test_schema_accepts_upstream_and_refuses_drift() -> None:
 
 
 def test_unmeasured_values_say_not_measured(tmp_path: Path) -> None:
-    docs = _write(tmp_path, sample_report("PARTIAL"))  # no env, no tasks, no bench, no features
+    bare = sample_report("PARTIAL")
+    bare.pop("env")
+    docs = _write(tmp_path, bare)  # no env, no tasks, no bench, no features
     tutorial, card = docs["gemma-3-270m.md"], docs["model_card.md"]
     assert "Not measured: this run has no `features.json`" in _section(tutorial, "Supported Features")
     assert "Not measured: this run scored no accuracy task." in _section(tutorial, "Accuracy Evaluation")

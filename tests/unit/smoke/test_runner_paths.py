@@ -41,7 +41,7 @@ def test_start_failure_is_a_located_fail_and_nothing_else_runs(
         yield
 
     monkeypatch.setattr(engines, "launch_server", fake_launch)
-    result = run_smoke(STACK, _model(tmp_path), run_dir=tmp_path, options=SmokeOptions(offline=False))
+    result = run_smoke(STACK, _model(tmp_path), folder=tmp_path, options=SmokeOptions(offline=False))
     assert result.status == Status.FAIL
     (start,) = result.phase_b_serve.checks
     assert start.name == "start" and start.status == Status.FAIL
@@ -59,7 +59,7 @@ def test_start_stall_is_a_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         yield
 
     monkeypatch.setattr(engines, "launch_server", fake_launch)
-    result = run_smoke(STACK, _model(tmp_path), run_dir=tmp_path, options=SmokeOptions(offline=False))
+    result = run_smoke(STACK, _model(tmp_path), folder=tmp_path, options=SmokeOptions(offline=False))
     assert result.status == Status.TIMEOUT
 
 
@@ -76,7 +76,7 @@ def test_offline_phase_checks_quality_and_expectations(
 
     monkeypatch.setattr(engines, "run_offline", fake_offline)
     opts = SmokeOptions(serve=False)
-    result = run_smoke(STACK, _model(tmp_path), run_dir=tmp_path, options=opts)
+    result = run_smoke(STACK, _model(tmp_path), folder=tmp_path, options=opts)
     checks = {c.name: c for c in result.phase_a_offline.checks}
     assert checks["generate"].status == Status.PASS
     assert checks["quality:arithmetic"].status == Status.FAIL
@@ -94,7 +94,7 @@ def test_offline_engine_failure_keeps_the_engine_finding(
         return OfflineResult(stack=stack.name, engine=stack.engine, ok=False, findings=[BAD_ARG])
 
     monkeypatch.setattr(engines, "run_offline", fake_offline)
-    result = run_smoke(STACK, _model(tmp_path), run_dir=tmp_path, options=SmokeOptions(serve=False))
+    result = run_smoke(STACK, _model(tmp_path), folder=tmp_path, options=SmokeOptions(serve=False))
     (generate,) = result.phase_a_offline.checks
     assert generate.status == Status.FAIL and generate.finding is not None
     assert generate.finding.category == "bad_arg" and generate.finding.phase == "offline"

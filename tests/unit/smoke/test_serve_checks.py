@@ -9,7 +9,6 @@ from fake_openai_server import FakeOpenAIServer
 
 from stackcert.engines.base import ModelRef
 from stackcert.evidence.findings import Layer
-from stackcert.jsonio import read_json
 from stackcert.smoke import SmokeOptions, run_smoke
 from stackcert.smoke.models import SmokeResult
 from stackcert.status import Status
@@ -29,7 +28,7 @@ def _smoke(tmp_path: Path, server: FakeOpenAIServer, *, chat: bool = False, **kw
     return run_smoke(
         server.stack,
         _model(tmp_path, chat=chat),
-        run_dir=tmp_path / "run",
+        folder=tmp_path / "run" / "stacks" / server.stack.name,
         server=server,
         options=_opts(**kw),
     )
@@ -58,8 +57,8 @@ def test_good_server_passes_and_chat_without_template_is_skipped(tmp_path: Path)
     assert server.requests.count("completions") >= 3 + 3  # greedy prompts + the burst
     assert result.output_sample == " 12+7 = 19\nQuestion: What"
     assert result.phase_a_offline.status == Status.SKIPPED
-    saved = read_json(tmp_path / "run" / "stacks" / "fake" / "smoke.json")
-    assert saved["kind"] == "smoke" and saved["schema_version"] and saved["status"] == "pass"
+    saved = result.model_dump(mode="json")  # what the pipeline and the CLI write as smoke.json
+    assert saved["status"] == "pass"
     assert {"phase_a_offline", "phase_b_serve", "output_sample", "timings", "findings"} <= set(saved)
 
 

@@ -1,14 +1,12 @@
-"""Build report.json from the ledger and the step results, then render report.md and report.html."""
+"""The verdict and report.json from the ledger and the typed results; then report.md and report.html."""
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from stackcert.evidence.findings import Finding
 from stackcert.jsonio import now_iso, write_json_atomic
-from stackcert.pipeline.libs import Outcome
-from stackcert.pipeline.steps import ROLES, RunContext
+from stackcert.pipeline.context import ROLES, Outcome, RunContext
 from stackcert.pipeline.verdict import GateInputs, VerdictResult, decide
 from stackcert.report import extract
 from stackcert.report.render import write_reports
@@ -24,19 +22,16 @@ _FLAG_STATUS = {
 
 
 def verdict_of(ctx: RunContext) -> VerdictResult:
-    led, cfg = ctx.ledger, ctx.config
-    compare = ctx.result("compare") or {}
-    cons = ctx.result("consistency") or {}
-    raw = str(cons.get("status", "")).lower() or None
-    consistency = raw if raw in ("pass", "fail", "retest") else None
-    findings = cons.get("findings") or []
+    """The run's verdict from the step statuses and the typed gate results."""
+    cfg, res = ctx.config, ctx.results
+    compare = res.compare
     return decide(
         GateInputs(
-            statuses={r.id: r.status for r in led.records()},
-            consistency=consistency,
-            consistency_reasons=[str(f.get("message")) for f in findings if isinstance(f, dict)],
-            perf_ok=compare.get("perf_ok"),
-            perf_ratio=compare.get("perf_ratio"),
+            statuses={r.id: r.status for r in ctx.ledger.records()},
+            consistency=res.consistency_status(),
+            consistency_reasons=[f.message for f in res.findings("consistency")],
+            perf_ok=compare.perf_ok if compare is not None else None,
+            perf_ratio=compare.perf_ratio if compare is not None else None,
             smoke_enabled=cfg.phases.smoke.enabled,
             consistency_required=cfg.gates.require_consistency and cfg.phases.consistency.enabled,
             bench_required=cfg.gates.require_bench and cfg.phases.bench.enabled,
@@ -65,12 +60,7 @@ def _findings(ctx: RunContext) -> list[Finding]:
     out: list[Finding] = []
     seen: set[tuple[str, str, str]] = set()
     for record in ctx.ledger.records():
-        data = ctx.result(record.id) or {}
-        for raw in data.get("findings", []) or []:
-            try:
-                f = Finding.model_validate(raw)
-            except ValueError:
-                continue
+        for f in ctx.results.findings(record.id):
             key = (f.step, f.signature or f.message, f.phase)
             if key not in seen:
                 seen.add(key)
@@ -85,8 +75,8 @@ def _serve_advice(ctx: RunContext, verdict: VerdictResult) -> ServeAdvice:
     stack = ctx.stack(role)
     model = ctx.model
     served = model.served_name if model else (ctx.config.model.served_name or "model")
-    serve = ctx.result(f"{role}.serve") or {}
-    argv = list((serve.get("info") or {}).get("argv") or [])
+    serve = ctx.results.stack(role).serve
+    argv = list(serve.info.argv) if serve is not None and serve.info is not None else []
     if argv:
         argv = extract.with_port(argv, 8000)
     elif model is not None:
@@ -102,7 +92,8 @@ def _serve_advice(ctx: RunContext, verdict: VerdictResult) -> ServeAdvice:
 
 
 def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Report:
-    cfg, led = ctx.config, ctx.ledger
+    """report.json's model: the FlagRelease summary, the verdict and every step's typed result."""
+    cfg, led, res = ctx.config, ctx.ledger, ctx.results
     verdict = verdict_of(ctx)
     timeline = [r.model_copy() for r in led.records()]
     for r in timeline:
@@ -116,13 +107,12 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
         stacks[spec.name] = StackReport(
             name=spec.name,
             role=role,
-            spec=spec.model_dump(mode="json"),
+            spec=spec,
             serve=led.get(f"{role}.serve"),
-            smoke=ctx.result(f"{role}.smoke"),
-            bench=ctx.result(f"{role}.bench"),
+            smoke=res.stack(role).smoke,
+            bench=res.stack(role).bench,
         )
     starts = Counter(s.stack for s in led.state.engine_starts)
-    summary = extract.conclusion(verdict, cfg.reference, cfg.candidate)
     return Report(
         status=verdict.verdict.value,
         model=ModelSummary(
@@ -147,38 +137,35 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
             perf_test=_flag(ctx, "reference.bench", "candidate.bench"),
         ),
         errors=errors,
-        conclusion=summary,
+        conclusion=extract.conclusion(verdict, cfg.reference, cfg.candidate),
         run_id=led.state.run_id,
-        run_dir=str(ctx.run_dir),
+        run_dir=str(ctx.layout.root),
         created=now_iso(),
         verdict=verdict,
         reference=cfg.reference,
         candidate=cfg.candidate,
         engine_starts={name: starts.get(name, 0) for name in (cfg.reference, cfg.candidate)},
         timeline=timeline,
-        env=ctx.result("env"),
-        install=ctx.result("install"),
-        model_ref=(ctx.result("model") or {}).get("model"),
+        env=res.env,
+        install=res.install,
+        model_ref=model,
         stacks=stacks,
-        consistency=ctx.result("consistency"),
-        compare=ctx.result("compare"),
-        bisect=ctx.result("bisect"),
+        consistency=res.consistency,
+        compare=res.compare,
+        bisect=res.bisect,
         findings=_findings(ctx),
         serve=_serve_advice(ctx, verdict),
-        evaluation=extract.evaluation_rows(ctx, cfg.reference, cfg.candidate),
-        series=extract.series(ctx),
-        config=cfg.model_dump(mode="json"),
+        evaluation=extract.evaluation_rows(res, timeline, cfg.gates.perf_ratio),
+        series=extract.series(res, cfg.reference, cfg.candidate),
+        config=cfg,
     )
 
 
 def report_step(ctx: RunContext) -> Outcome:
+    """Write report.json (the typed Report), then report.md and report.html from it."""
     report = build_report(ctx)
-    write_json_atomic(ctx.run_dir / "report.json", report)
-    write_reports(report, ctx.run_dir)
-    # The report is its own result file; an empty payload keeps the runner from overwriting it.
-    ctx.ledger.get("report").result_file = "report.json"
+    write_json_atomic(ctx.layout.report_json, report)
+    write_reports(report, ctx.layout.root)
+    # The report is its own result file; no result in the outcome keeps the runner from overwriting it.
+    ctx.ledger.get("report").result_file = ctx.layout.result_rel("report")
     return Outcome(status=Status.PASS, reason=f"verdict {report.status}")
-
-
-def report_payload(report: Report) -> dict[str, Any]:
-    return report.model_dump(mode="json")

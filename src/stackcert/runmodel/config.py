@@ -7,14 +7,19 @@ in docs/config.md.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from stackcert.bench.profiles import Profile, ProfileOverrides, resolve_profile
 from stackcert.config import ModelSpec, StackSpec, Strict, load_preset
+from stackcert.consistency.options import ConsistencyOptions
+from stackcert.consistency.tolerance import ToleranceOverrides
 from stackcert.errors import ConfigError, UsageError
-from stackcert.yamlio import load_model_file, load_yaml, validation_error
+from stackcert.smoke.models import SmokeOptions
+from stackcert.yamlio import load_model_file
 
 
 class TargetSpec(Strict):
@@ -34,27 +39,50 @@ class TargetSpec(Strict):
 
 
 class PhaseSpec(Strict):
+    """What every phase has: on or off, and a hard time limit."""
+
     enabled: bool = True
     timeout_s: float = Field(600.0, gt=0, description="hard limit for the step")
-    options: dict[str, Any] = Field(
-        default_factory=dict, description="passed to the phase library's options model (its own keys)"
-    )
+
+
+class SmokePhase(PhaseSpec):
+    """The smoke phase and its options (SmokeOptions; the offline part would start the engine twice)."""
+
+    timeout_s: float = Field(300.0, gt=0)
+    options: SmokeOptions = Field(default_factory=lambda: SmokeOptions(offline=False))
+
+
+class ConsistencyPhase(PhaseSpec):
+    """The consistency phase and its options (ConsistencyOptions)."""
+
+    options: ConsistencyOptions = Field(default_factory=ConsistencyOptions)
 
 
 class BenchPhase(PhaseSpec):
+    """The benchmark: which profiles, and values set on all of them."""
+
     profiles: list[str] = Field(default_factory=lambda: ["demo"], description="bench profile names")
+    options: ProfileOverrides = Field(default_factory=ProfileOverrides)
+
+    def resolved(self) -> list[Profile]:
+        """The profiles to run, with the overrides applied."""
+        return [self.options.apply(p) for name in self.profiles for p in resolve_profile(name)]
 
 
 class BisectPhase(PhaseSpec):
+    """The operator bisection's limits."""
+
+    timeout_s: float = Field(1800.0, gt=0)
     timeout_per_probe_s: float = Field(300.0, gt=0)
 
 
 class PhasesSpec(Strict):
-    # The offline smoke phase would start the engine a second time: off unless asked for.
-    smoke: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=300, options={"offline": False}))
-    consistency: PhaseSpec = Field(default_factory=lambda: PhaseSpec(timeout_s=600))
+    """The phases of a run, each typed, so loading a config validates every option."""
+
+    smoke: SmokePhase = Field(default_factory=SmokePhase)
+    consistency: ConsistencyPhase = Field(default_factory=ConsistencyPhase)
     bench: BenchPhase = Field(default_factory=BenchPhase)
-    bisect: BisectPhase = Field(default_factory=lambda: BisectPhase(timeout_s=1800))
+    bisect: BisectPhase = Field(default_factory=BisectPhase)
 
 
 class TimeoutsSpec(Strict):
@@ -70,8 +98,8 @@ class TimeoutsSpec(Strict):
 
 class GatesSpec(Strict):
     perf_ratio: float = Field(0.8, gt=0, description="candidate/reference throughput must reach this")
-    consistency: dict[str, float] = Field(
-        default_factory=dict,
+    consistency: ToleranceOverrides = Field(
+        default_factory=ToleranceOverrides,
         description="tolerance settings of the consistency gate (ToleranceSettings keys)",
     )
     require_consistency: bool = Field(True, description="a candidate must pass consistency to PASS")
@@ -95,6 +123,24 @@ class RunConfig(Strict):
     )
 
     @model_validator(mode="after")
+    def _gate_tolerance(self) -> RunConfig:
+        """The consistency gate's tolerance overrides the phase's own (checked against ToleranceSettings)."""
+        options = self.phases.consistency.options
+        tolerance = self.gates.consistency.apply(options.tolerance)
+        if tolerance != options.tolerance:
+            self.phases.consistency.options = options.model_copy(update={"tolerance": tolerance})
+        return self
+
+    @model_validator(mode="after")
+    def _bench_profiles(self) -> RunConfig:
+        """Every bench profile exists and takes the overrides (a clash fails here, not mid-run)."""
+        try:
+            self.phases.bench.resolved()
+        except UsageError as exc:
+            raise ValueError(exc.one_line()) from None
+        return self
+
+    @model_validator(mode="after")
     def _roles_exist(self) -> RunConfig:
         for role in ("reference", "candidate"):
             name = getattr(self, role)
@@ -114,8 +160,8 @@ class RunConfig(Strict):
         return self.stacks[self.candidate]
 
 
-# Phase sizes of the demo preset, chosen so the whole demo fits in 15 minutes on 2 CPU cores.
-DEMO_PHASES: dict[str, Any] = {
+# Phase sizes for CPU engines, chosen so the whole demo fits in 15 minutes on 2 CPU cores.
+CPU_DEMO_PHASES: dict[str, Any] = {
     "smoke": {"timeout_s": 300, "options": {"offline": False}},
     "consistency": {
         "timeout_s": 900,
@@ -137,17 +183,32 @@ DEMO_PHASES: dict[str, Any] = {
 }
 
 
-def from_preset(name: str, *, output_dir: str = "runs") -> RunConfig:
-    """The RunConfig of a preset: its model and stacks, plus the demo phase sizes and default gates."""
+def host_has_cuda() -> bool:
+    """An NVIDIA driver is present on this host (its device nodes or nvidia-smi)."""
+    return Path("/dev/nvidiactl").exists() or shutil.which("nvidia-smi") is not None
+
+
+def runs_on_cpu(stack: StackSpec, cuda: bool) -> bool:
+    """The stack's engine computes on this host's CPU (endpoint stacks compute elsewhere)."""
+    if stack.url:
+        return False
+    device = str(stack.engine_args.get("device", "")).lower()
+    return device == "cpu" or (not cuda and device in ("", "auto"))
+
+
+def from_preset(name: str, *, output_dir: str = "runs", cuda: bool | None = None) -> RunConfig:
+    """The RunConfig of a preset; CPU engines get the demo phase sizes and a low memory share."""
     preset = load_preset(name)
-    stacks = {k: _low_memory(v) for k, v in preset.stacks.items()}
+    cuda = host_has_cuda() if cuda is None else cuda
+    cpu = any(runs_on_cpu(s, cuda) for s in preset.stacks.values())
+    stacks = {k: _low_memory(v) if runs_on_cpu(v, cuda) else v for k, v in preset.stacks.items()}
     return RunConfig(
         name=preset.name,
         model=preset.model,
         stacks=stacks,
         reference=preset.reference,
         candidate=preset.candidate,
-        phases=PhasesSpec.model_validate(DEMO_PHASES),
+        phases=PhasesSpec.model_validate(CPU_DEMO_PHASES) if cpu else PhasesSpec(),
         output_dir=output_dir,
         levels=preset.levels,
     )
@@ -166,95 +227,4 @@ def load_run_config(path: Path) -> RunConfig:
         raise ConfigError(f"{path} is a folder, not a config file", where=str(path), fix="give a YAML file")
     config = load_model_file(path, RunConfig)
     config.target.require_supported()
-    try:
-        check_phase_options(config)
-    except ValidationError as exc:
-        _, lines = load_yaml(path)
-        raise validation_error(exc, path, lines) from None
     return config
-
-
-# Option names any phase library takes, and the smallest sane value (the libraries own their models).
-_AT_LEAST = {
-    "timeout_s": 1e-9,
-    "request_timeout_s": 1e-9,
-    "concurrency": 1,
-    "max_tokens": 1,
-    "task_max_tokens": 1,
-    "token_budget": 1,
-    "score_top_k": 1,
-    "top_k": 1,
-    "num_prompts": 1,
-    "sharegpt_texts": 0,
-    "task_limit": 1,
-    "lmeval_limit": 1,
-}
-
-
-def check_phase_options(config: RunConfig) -> None:
-    """Validate `phases.*.options` against the phase libraries' own option models (pydantic
-    ValidationError with the full key path), so a bad value fails the run before it starts."""
-    phases = config.phases
-    _at_least(phases.smoke.options, ("phases", "smoke", "options"))
-    _at_least(phases.consistency.options, ("phases", "consistency", "options"))
-    _at_least(phases.bench.options, ("phases", "bench", "options"))
-    try:
-        from stackcert.smoke.models import SmokeOptions
-
-        _prefixed(SmokeOptions, phases.smoke.options, ("phases", "smoke", "options"))
-    except ImportError:  # an optional library that is missing: its step says so
-        pass
-    try:
-        from stackcert.consistency.options import ConsistencyOptions
-
-        _prefixed(ConsistencyOptions, phases.consistency.options, ("phases", "consistency", "options"))
-        if config.gates.consistency:  # merged into the tolerance by the consistency step
-            tolerance = {**phases.consistency.options.get("tolerance", {}), **config.gates.consistency}
-            merged = {**phases.consistency.options, "tolerance": tolerance}
-            _prefixed(ConsistencyOptions, merged, ("gates", "consistency"), strip=("tolerance",))
-    except ImportError:
-        pass
-    try:
-        from stackcert.bench.profiles import Profile, resolve_profile
-    except ImportError:
-        return
-    for name in phases.bench.profiles:
-        for profile in resolve_profile(name):
-            merged = {**profile.model_dump(), **phases.bench.options}
-            _prefixed(Profile, merged, ("phases", "bench", "options"))
-
-
-def _prefixed(
-    model: Any, data: dict[str, Any], prefix: tuple[str, ...], *, strip: tuple[str, ...] = ()
-) -> None:
-    try:
-        model.model_validate(data)
-    except ValidationError as exc:
-        errors = [{**e, "loc": (*prefix, *_strip(tuple(e["loc"]), strip))} for e in exc.errors()]
-        raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
-
-
-def _strip(loc: tuple[Any, ...], head: tuple[str, ...]) -> tuple[Any, ...]:
-    return loc[len(head) :] if head and loc[: len(head)] == head else loc
-
-
-def _at_least(options: dict[str, Any], prefix: tuple[str | int, ...]) -> None:
-    for key, value in options.items():
-        if isinstance(value, dict):
-            _at_least(value, (*prefix, key))
-            continue
-        low = _AT_LEAST.get(key)
-        numbers = value if isinstance(value, list) else [value]
-        if low is None or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
-            continue
-        bad = [v for v in numbers if v < low]
-        if bad:
-            error = {
-                "type": "greater_than_equal",
-                "loc": (*prefix, key),
-                "input": bad[0],
-                "ctx": {"ge": low if low >= 1 else 0},
-            }
-            if low < 1 and low > 0:
-                error = {"type": "greater_than", "loc": (*prefix, key), "input": bad[0], "ctx": {"gt": 0}}
-            raise ValidationError.from_exception_data("phase options", [error])  # type: ignore[list-item]
