@@ -37,12 +37,16 @@ class Server(Protocol):
     served_model: str
     log_path: Path | None
 
-    def alive(self) -> bool: ...
+    def alive(self) -> bool:
+        """Whether the server still answers (and, for a process of ours, still runs)."""
 
-    def findings(self) -> list[Finding]: ...
+    def findings(self) -> list[Finding]:
+        """What went wrong according to the server's log, root cause first (empty when nothing did)."""
 
 
 class Completion(BaseModel):
+    """One offline generation: the prompt, the text, its token ids, why it stopped, top-k log-probs."""
+
     prompt: str
     text: str
     token_ids: list[int] = Field(default_factory=list)
@@ -52,6 +56,8 @@ class Completion(BaseModel):
 
 
 class OfflineResult(BaseModel):
+    """A stack's offline generation run: whether it worked, the completions, its log and findings."""
+
     stack: str
     engine: str
     ok: bool
