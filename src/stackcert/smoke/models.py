@@ -12,6 +12,8 @@ _SEVERITY = [Status.CRASH, Status.TIMEOUT, Status.FAIL, Status.PASS, Status.SKIP
 
 
 class SmokePrompt(BaseModel):
+    """One built-in or user smoke prompt: its text, an optional expected substring, whether also chat."""
+
     name: str
     prompt: str
     expect: str | None = Field(None, description="a substring the greedy output must contain (optional)")
@@ -38,6 +40,8 @@ class QualityThresholds(BaseModel):
 
 
 class SmokeOptions(BaseModel):
+    """What the smoke step runs: which phases, the prompts, token count, timeouts, concurrency, quality."""
+
     offline: bool = Field(True, description="run Phase A (offline generation)")
     serve: bool = Field(True, description="run Phase B (served API checks)")
     prompts: list[SmokePrompt] = Field(default_factory=lambda: list(BUILTIN_PROMPTS), min_length=1)
@@ -50,6 +54,8 @@ class SmokeOptions(BaseModel):
 
 
 class CheckResult(BaseModel):
+    """One smoke check's outcome: status, time, a line of detail and the finding when it failed."""
+
     name: str
     status: Status
     duration_s: float = 0.0
@@ -58,6 +64,8 @@ class CheckResult(BaseModel):
 
 
 class PhaseResult(BaseModel):
+    """One smoke phase (offline or serve): its status, checks, time and a sample of the output."""
+
     status: Status = Status.SKIPPED
     reason: str = ""
     duration_s: float = 0.0
@@ -71,6 +79,8 @@ class PhaseResult(BaseModel):
 
 
 class SmokeResult(BaseModel):
+    """A stack's smoke run: status, both phases, findings, the operators in effect and the stack's env."""
+
     status: Status
     stack: str
     engine: str
@@ -87,6 +97,7 @@ class SmokeResult(BaseModel):
     log_path: str | None = None
 
     def checks(self) -> list[CheckResult]:
+        """Every check of both phases, offline first."""
         return [*self.phase_a_offline.checks, *self.phase_b_serve.checks]
 
 
@@ -99,4 +110,5 @@ def worst(statuses: list[Status]) -> Status:
 
 
 def overall(phases: list[PhaseResult]) -> Status:
+    """The worst status over the phases (all skipped stays skipped)."""
     return worst([p.status for p in phases])

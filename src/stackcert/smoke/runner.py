@@ -29,6 +29,7 @@ _ENGINE_COMPONENT = {"vllm": Component.VLLM, "transformers": Component.TRANSFORM
 
 
 def stack_dir(run_dir: Path, stack: str) -> Path:
+    """The folder of one stack's files in a run: `<run_dir>/stacks/<stack>`."""
     return run_dir / "stacks" / stack
 
 
