@@ -114,7 +114,7 @@ class Exchange:
 
     # -- httptools callbacks -------------------------------------------------------------------
     def on_status(self, status: bytes) -> None:
-        """httptools: collect the reason phrase (at most 200 characters)."""
+        """httptools: collect the reason phrase (it stops growing past 200 characters)."""
         if len(self.response.reason) < 200:
             self.response.reason += status.decode("latin-1")
 

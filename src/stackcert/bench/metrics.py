@@ -37,7 +37,7 @@ def stats(values_s: Sequence[float], percentiles: Sequence[float], *, scale: flo
 
 
 def error_key(rec: RequestRecord) -> str:
-    """The line a failed request's error is counted under: its last line, prefixed with the HTTP status."""
+    """The line a failed request's error is counted under: its last line, after any non-200 HTTP status."""
     msg = (rec.error or "unknown error").strip().splitlines()
     head = msg[-1] if msg else "unknown error"
     prefix = f"HTTP {rec.http_status}: " if rec.http_status and rec.http_status != 200 else ""

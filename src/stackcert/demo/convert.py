@@ -42,7 +42,7 @@ def has_chat_template(folder: Path) -> bool:
 
 
 def convert(gguf: Path, out: Path) -> dict[str, Any]:
-    """Dequantize a GGUF file into a bf16 checkpoint with a <bos>-prepending tokenizer; what came out."""
+    """Dequantize a GGUF file into a bf16 checkpoint and a <bos>-prepending tokenizer; a summary of it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 

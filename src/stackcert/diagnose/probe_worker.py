@@ -144,7 +144,7 @@ class ProbeSession:
         return sel.model_copy(update={"exclude": list(dict.fromkeys([*sel.exclude, *excluded]))})
 
     def probe(self, excluded: list[str]) -> tuple[ProbeOutcome, list[str]]:
-        """Run the candidate with these operators excluded against the reference's tokens; outcome, ops."""
+        """Judge the candidate with these operators excluded; the outcome and the operators in effect."""
         self.probes += 1
         record = (
             self.spec.record_dir / f"probe-{self.probes:03d}-operators.json" if self.spec.record_dir else None

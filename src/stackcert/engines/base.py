@@ -38,7 +38,7 @@ class Server(Protocol):
     log_path: Path | None
 
     def alive(self) -> bool:
-        """Whether the server still answers (and, for a process of ours, still runs)."""
+        """Whether the server is still up: its process runs, or (for a URL) it still answers."""
 
     def findings(self) -> list[Finding]:
         """What went wrong according to the server's log, root cause first (empty when nothing did)."""

@@ -39,7 +39,7 @@ FATAL_GRACE_S = 5.0  # after a fatal line, let the traceback finish before we st
 
 @dataclass(frozen=True)
 class PhaseRule:
-    """A log line pattern that says the engine's startup entered a phase (loading, compiling, ready...)."""
+    """A log line pattern that says the engine's startup entered a phase (loading weights, compiling...)."""
 
     pattern: re.Pattern[str]
     phase: str

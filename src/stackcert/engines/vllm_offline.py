@@ -11,7 +11,7 @@ _OWN_KEYS = {"port", "host", "served_model_name", "chat_template", "disable_uvic
 
 
 def llm_kwargs(req: dict[str, Any]) -> dict[str, Any]:
-    """The vllm.LLM arguments for a request: the model's, the CPU memory fraction, the stack's engine_args."""
+    """The vllm.LLM arguments of a request: the model's, a CPU build's memory fraction, the engine_args."""
     from stackcert.engines.vllm import cpu_memory_fraction, is_cpu_build
 
     model = req["model"]
