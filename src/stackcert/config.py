@@ -17,6 +17,8 @@ EngineName = Literal["vllm", "transformers", "endpoint"]
 
 
 class Strict(BaseModel):
+    """A config model that refuses unknown keys, so a typo fails at load time instead of being ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
@@ -120,6 +122,8 @@ class ModelSpec(Strict):
 
 
 class Preset(Strict):
+    """Stacks of one model: which is the reference, which the candidate, and the isolation levels."""
+
     name: str
     description: str = ""
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -140,6 +144,7 @@ class Preset(Strict):
         return self
 
     def stack(self, name: str) -> StackSpec:
+        """The stack of that name; an unknown name fails with a 'did you mean' hint."""
         return pick(name, self.stacks, what="stack", where=f"preset {self.name}")
 
 
@@ -153,11 +158,13 @@ def pick(name: str, table: dict[str, T], *, what: str, where: str) -> T:
 
 
 def preset_names() -> list[str]:
+    """The names of the presets shipped with stackcert, sorted."""
     folder = resources.files("stackcert") / "presets"
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> Preset:
+    """A shipped preset by name, validated; an unknown name fails with a 'did you mean' hint."""
     names = {n: n for n in preset_names()}
     pick(name, names, what="preset", where="--preset")
     with resources.as_file(resources.files("stackcert") / "presets" / f"{name}.yaml") as path:
@@ -165,6 +172,7 @@ def load_preset(name: str) -> Preset:
 
 
 def load_preset_file(path: Path) -> Preset:
+    """A preset from a YAML file, validated; errors name the key and the line."""
     if not path.exists():
         raise ConfigError(f"preset file not found: {path}", where=str(path), fix="check the path")
     return load_model_file(path, Preset)

@@ -10,6 +10,8 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
+    """The CLI's exit codes: 0 pass, 1 fail, 2 bad input, 3 partial, 4 retest (only an inconclusive gate)."""
+
     PASS = 0
     FAIL = 1
     USAGE = 2
@@ -29,6 +31,7 @@ class StackcertError(Exception):
         self.fix = fix
 
     def one_line(self) -> str:
+        """The error as one line: what, (at where), — fix: how."""
         parts = [self.what]
         if self.where:
             parts.append(f"(at {self.where})")
@@ -38,6 +41,7 @@ class StackcertError(Exception):
         return line
 
     def to_dict(self) -> dict[str, str | int | None]:
+        """The error as a JSON-ready dict: class name, what, where, fix and exit code."""
         return {
             "error": type(self).__name__,
             "what": self.what,

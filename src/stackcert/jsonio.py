@@ -18,6 +18,7 @@ PRIVATE_DIR = 0o700  # run folders hold model output, logs and configs: the owne
 
 
 def now_iso() -> str:
+    """The current UTC time as ISO 8601, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -45,6 +46,7 @@ def _default(obj: Any) -> Any:
 
 
 def dumps(data: Any, *, indent: int | None = 2) -> str:
+    """JSON text for data; pydantic models, paths and sets are serialised too."""
     return json.dumps(data, indent=indent, default=_default, ensure_ascii=False)
 
 
@@ -93,4 +95,5 @@ def open_private_append(path: Path) -> Any:
 
 
 def read_json(path: Path) -> Any:
+    """The parsed contents of a JSON file (UTF-8)."""
     return json.loads(path.read_text(encoding="utf-8"))

@@ -13,8 +13,10 @@ def stackcert_home() -> Path:
 
 
 def models_dir() -> Path:
+    """Where prepared models are cached: `<stackcert home>/models`."""
     return stackcert_home() / "models"
 
 
 def logs_dir() -> Path:
+    """Where stackcert keeps its logs: `<stackcert home>/logs`."""
     return stackcert_home() / "logs"

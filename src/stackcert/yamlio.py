@@ -91,6 +91,7 @@ def validation_error(exc: ValidationError, path: Path, lines: LineMap) -> Config
 
 
 def load_model_file(path: Path, model: type[M]) -> M:
+    """A YAML file validated into the given model; errors name the key and its line (ConfigError)."""
     data, lines = load_yaml(path)
     if data is None:
         data = {}

@@ -25,6 +25,8 @@ USAGE_CHUNK = b'{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":%d}
 
 
 class Calibration:
+    """The injected delays (ttft, itl) and the log of when each chunk was due and really sent."""
+
     def __init__(self, ttft: float, itl: float) -> None:
         self.ttft, self.itl = ttft, itl
         self.log: list[tuple[int, int, float, float]] = []
@@ -111,6 +113,7 @@ class _Conn(asyncio.Protocol):
 
 
 async def serve(host: str, port: int, ttft: float, itl: float) -> None:
+    """Run the calibration server on host:port until cancelled."""
     cal = Calibration(ttft, itl)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Conn(cal), host, port, backlog=4096)
@@ -120,6 +123,7 @@ async def serve(host: str, port: int, ttft: float, itl: float) -> None:
 
 
 def main() -> None:
+    """Command line: start the calibration server with the given port and delays."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8099)

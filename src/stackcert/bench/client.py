@@ -44,6 +44,8 @@ class RequestSpec:
 
 @dataclass
 class ClientConfig:
+    """How the benchmark talks to one server: URL, model, endpoint, sampling switches, timeout and key."""
+
     base_url: str  # server root; the OpenAI API is at base_url + "/v1"
     model: str
     endpoint: Endpoint = "completions"
@@ -55,14 +57,17 @@ class ClientConfig:
 
     @property
     def path(self) -> str:
+        """The API path of the chosen endpoint (completions or chat completions)."""
         return "/v1/chat/completions" if self.endpoint == "chat" else "/v1/completions"
 
     @property
     def url(self) -> str:
+        """The full URL requests are posted to."""
         return self.base_url.rstrip("/") + self.path
 
 
 def build_body(cfg: ClientConfig, spec: RequestSpec) -> bytes:
+    """The JSON body of one greedy streaming request, with usage reporting and any extra body fields."""
     payload: dict[str, Any] = {
         "model": cfg.model,
         "max_tokens": spec.output_len,

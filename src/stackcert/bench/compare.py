@@ -10,6 +10,8 @@ from stackcert.bench.records import BenchResult, PointResult, RunMetrics
 
 
 class Spread(BaseModel):
+    """Mean, min, max, population standard deviation and count of a series of measurements."""
+
     mean: float = 0.0
     min: float = 0.0
     max: float = 0.0
@@ -18,6 +20,7 @@ class Spread(BaseModel):
 
 
 def spread(values: list[float]) -> Spread:
+    """The spread of values (all zeros for an empty list)."""
     if not values:
         return Spread()
     return Spread(
@@ -30,6 +33,8 @@ def spread(values: list[float]) -> Spread:
 
 
 class PointComparison(BaseModel):
+    """Candidate against reference at one (profile, load point): throughput spreads, ratios, gate."""
+
     profile: str
     point: str
     reference_output: Spread
@@ -44,6 +49,8 @@ class PointComparison(BaseModel):
 
 
 class BenchComparison(BaseModel):
+    """The performance gate over every point: passed, the lowest ratio, and points only one side ran."""
+
     threshold: float
     passed: bool
     points: list[PointComparison] = Field(default_factory=list)

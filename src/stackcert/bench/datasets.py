@@ -22,12 +22,17 @@ SHAREGPT_SAMPLE = 2000  # conversations kept in the cached sample
 
 @runtime_checkable
 class TokenizerLike(Protocol):
+    """What the prompt builders need of a tokenizer: its vocabulary size, encode and decode."""
+
     @property
-    def vocab_size(self) -> int: ...
+    def vocab_size(self) -> int:
+        """The number of token ids."""
 
-    def encode(self, text: str, *, special: bool = True) -> list[int]: ...
+    def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """The token ids of a text, with the model's special tokens (e.g. <bos>) when special is set."""
 
-    def decode(self, ids: list[int]) -> str: ...
+    def decode(self, ids: list[int]) -> str:
+        """The text of token ids, special tokens kept."""
 
 
 class Tokenizer:
@@ -59,16 +64,19 @@ class Tokenizer:
 
     @property
     def vocab_size(self) -> int:
+        """The number of token ids."""
         if self._fast is not None:
             return int(self._fast.get_vocab_size())
         return int(self._hf.vocab_size)
 
     def encode(self, text: str, *, special: bool = True) -> list[int]:
+        """The token ids of a text, with the model's special tokens (e.g. <bos>) when special is set."""
         if self._fast is not None:
             return list(self._fast.encode(text, add_special_tokens=special).ids)
         return list(self._hf(text, add_special_tokens=special).input_ids)
 
     def decode(self, ids: list[int]) -> str:
+        """The text of token ids, special tokens kept."""
         if self._fast is not None:
             return str(self._fast.decode(ids, skip_special_tokens=False))
         return str(self._hf.decode(ids))
@@ -76,12 +84,14 @@ class Tokenizer:
 
 @lru_cache(maxsize=4)
 def load_tokenizer(path: str) -> TokenizerLike:
+    """The tokenizer of a model folder, cached for the last few folders."""
     if not Path(path).exists():
         raise ModelError("tokenizer folder not found", where=path, fix="pass the model folder")
     return Tokenizer(path)
 
 
 def count_tokens(tok: TokenizerLike, text: str, *, special: bool = True) -> int:
+    """How many tokens a text has (special tokens included unless special is off)."""
     return len(tok.encode(text, special=special))
 
 
@@ -148,6 +158,7 @@ def _lengths(rng: random.Random, mean: int, ratio: float, n: int) -> list[int]:
 def random_requests(
     tok: TokenizerLike, n: int, input_len: int, output_len: int, *, range_ratio: float = 0.0, seed: int = 0
 ) -> list[RequestSpec]:
+    """n seeded random prompts of exact token lengths, input and output lengths spread by range_ratio."""
     rng = random.Random(seed)
     ins = _lengths(rng, input_len, range_ratio, n)
     outs = _lengths(rng, output_len, range_ratio, n)

@@ -33,6 +33,8 @@ class TransportError(Exception):
 
 @dataclass
 class StreamResponse:
+    """What has arrived of one answer: status, SSE lines with their arrival stamps, or an error body."""
+
     status: int = 0
     reason: str = ""
     keep_alive: bool = True
@@ -51,6 +53,7 @@ class StreamResponse:
 
     @property
     def started(self) -> bool:
+        """Whether the status line has been parsed."""
         return self.status != 0
 
 
@@ -67,6 +70,7 @@ class Exchange:
         self._header = b""
 
     async def exchange(self, request: bytes) -> StreamResponse:
+        """Send one request and wait for its whole answer (or a TransportError)."""
         self.response = StreamResponse()
         self.parser = httptools.HttpResponseParser(self)
         self.done = asyncio.get_running_loop().create_future()
@@ -75,12 +79,15 @@ class Exchange:
         return await self.done
 
     async def send(self, request: bytes) -> None:
+        """Write the request bytes to the connection (the subclass's I/O)."""
         raise NotImplementedError
 
     def abort(self) -> None:
+        """Close the connection at once (the subclass's I/O)."""
         raise NotImplementedError
 
     def feed(self, data: bytes, stamp: float) -> None:
+        """Parse bytes that arrived at stamp; a protocol error fails the exchange."""
         self.now = stamp
         if self.parser is None:
             return  # bytes outside a request: ignored (the connection is not reused after an error)
@@ -92,12 +99,14 @@ class Exchange:
             self.fail(f"bad HTTP response: {exc}")
 
     def lost(self, exc: BaseException | None) -> None:
+        """The connection closed: fail the exchange if its answer was not complete."""
         self.closed = True
         if self.done is not None and not self.done.done():
             # (a body that the server ends by closing is judged by the client: complete if it had [DONE])
             self.fail(f"server closed the connection{f': {exc}' if exc else ''}")
 
     def fail(self, message: str) -> None:
+        """End the exchange with a TransportError carrying what had arrived, and close the connection."""
         self.parser = None
         if self.done is not None and not self.done.done():
             self.done.set_exception(TransportError(message, self.response))
@@ -105,19 +114,23 @@ class Exchange:
 
     # -- httptools callbacks -------------------------------------------------------------------
     def on_status(self, status: bytes) -> None:
+        """httptools: collect the reason phrase (it stops growing past 200 characters)."""
         if len(self.response.reason) < 200:
             self.response.reason += status.decode("latin-1")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        """httptools: keep the Content-Type header."""
         if name.lower() == b"content-type":
             self.response.content_type = value.decode("latin-1")[:100]
 
     def on_headers_complete(self) -> None:
+        """httptools: record the status code and whether the connection can be reused."""
         assert self.parser is not None
         self.response.status = self.parser.get_status_code()
         self.response.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
+        """httptools: split a body piece into stamped SSE lines (or keep an error body), within the caps."""
         resp = self.response
         resp.size += len(body)
         if resp.status != 200:
@@ -154,6 +167,7 @@ class Exchange:
                 self.on_done_line()
 
     def on_message_complete(self) -> None:
+        """httptools: the answer is complete; resolve the exchange with it."""
         self.response.complete = True
         self.parser = None
         if self.done is not None and not self.done.done():

@@ -22,6 +22,7 @@ class Turnstile:
         self._scheduled = False
 
     async def turn(self) -> None:
+        """Wait for this waiter's turn: one waiter passes per event-loop iteration, in arrival order."""
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         if not self._scheduled:

@@ -18,6 +18,7 @@ DEFAULT_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 
 
 def pct_key(p: float) -> str:
+    """The key of a percentile in the stats, e.g. 99.0 -> 'p99', 99.9 -> 'p99.9'."""
     return f"p{p:g}"
 
 
@@ -36,6 +37,7 @@ def stats(values_s: Sequence[float], percentiles: Sequence[float], *, scale: flo
 
 
 def error_key(rec: RequestRecord) -> str:
+    """The line a failed request's error is counted under: its last line, after any non-200 HTTP status."""
     msg = (rec.error or "unknown error").strip().splitlines()
     head = msg[-1] if msg else "unknown error"
     prefix = f"HTTP {rec.http_status}: " if rec.http_status and rec.http_status != 200 else ""

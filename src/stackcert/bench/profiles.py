@@ -14,6 +14,8 @@ from stackcert.yamlio import load_model_file
 
 
 class Profile(BaseModel):
+    """One benchmark workload: dataset, token lengths, load points (concurrency or rate), repeats, goodput."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str
@@ -70,6 +72,7 @@ class Profile(BaseModel):
         return [(f"c={c}", c, None) for c in self.concurrency]
 
     def prompts_for(self, concurrency: int | None) -> int:
+        """How many prompts one load point sends: num_prompts, or prompts_per_concurrency × c when larger."""
         if self.prompts_per_concurrency and concurrency:
             return max(self.num_prompts, self.prompts_per_concurrency * concurrency)
         return self.num_prompts
@@ -109,6 +112,8 @@ class ProfileOverrides(BaseModel):
 
 
 class ProfileFile(BaseModel):
+    """A user's profile file: a non-empty list of profiles."""
+
     model_config = ConfigDict(extra="forbid")
     profiles: list[Profile] = Field(min_length=1)
 
@@ -214,6 +219,7 @@ class ScaleLimits(BaseModel):
 
     @classmethod
     def cpu(cls, max_model_len: int | None = None) -> ScaleLimits:
+        """The limits of a CPU engine: at most 16 requests, 8 in flight, 512 in / 64 out tokens, 2 repeats."""
         return cls(
             max_model_len=max_model_len,
             max_requests=16,

@@ -68,6 +68,8 @@ class RequestRecord(BaseModel):
 
 
 class Stats(BaseModel):
+    """Summary of one latency series (ms): mean, median, std, min, max, count and the asked percentiles."""
+
     mean: float = 0.0
     median: float = 0.0
     std: float = 0.0
@@ -125,10 +127,13 @@ class PointResult(BaseModel):
     runs: list[RunResult] = Field(default_factory=list)
 
     def kept(self) -> list[RunMetrics]:
+        """The metrics of the runs that count (the discarded first repeat left out)."""
         return [r.metrics for r in self.runs if not r.discarded]
 
 
 class BenchResult(BaseModel):
+    """A stack's benchmark: status, the profiles as run, every load point's runs, records and findings."""
+
     status: str  # stackcert.status.Status value: pass | fail | crash
     reason: str = ""
     base_url: str

@@ -30,6 +30,7 @@ from stackcert.status import Status
 
 
 def machine_is_cpu() -> bool:
+    """Whether this host has no NVIDIA GPU (no nvidia-smi and no /dev/nvidia0)."""
     return shutil.which("nvidia-smi") is None and not Path("/dev/nvidia0").exists()
 
 
@@ -69,6 +70,7 @@ def local_engine(server: Server | None) -> bool:
 def build_specs(
     tok: TokenizerLike, profile: Profile, n: int, seed: int, cfg: ClientConfig
 ) -> list[RequestSpec]:
+    """n seeded requests of the profile's dataset (random, ShareGPT or prefix), bodies pre-serialised."""
     if profile.dataset == "sharegpt":
         specs = datasets.sharegpt_requests(tok, n, max_input=profile.input_len, seed=seed)
         for s in specs:
@@ -165,6 +167,7 @@ async def run_bench_async(
     limits: ScaleLimits | None = None,
     api_key: str | None = None,
 ) -> BenchResult:
+    """The async form of run_bench: benchmark a server, write requests.jsonl and bench.json."""
     prog = progress or NullProgress()
     srv = None if isinstance(server, str) else server
     base_url = server if isinstance(server, str) else server.base_url
@@ -309,6 +312,7 @@ def run_bench(
 
 
 def load_records(path: Path) -> list[RequestRecord]:
+    """The request records of a requests.jsonl file."""
     return [
         RequestRecord.model_validate(json.loads(line))
         for line in path.read_text().splitlines()

@@ -208,12 +208,14 @@ class StreamPool:
         self.close()
 
     def close(self) -> None:
+        """Abort every connection of the pool."""
         for conn in list(self._open):
             conn.abort()
         self._open.clear()
         self._idle.clear()
 
     def request_bytes(self, path: str, body: bytes) -> bytes:
+        """The raw HTTP/1.1 POST of a JSON body to path, with the pool's headers."""
         return (
             f"POST {self.prefix}{path} HTTP/1.1\r\n".encode("latin-1")
             + self._head

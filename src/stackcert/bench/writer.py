@@ -25,6 +25,7 @@ class RecordWriter:
         self.count = 0
 
     def add(self, rec: RequestRecord) -> None:
+        """Queue one record; the first one starts the periodic flush."""
         self._pending.append(rec)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -35,6 +36,7 @@ class RecordWriter:
             self.flush()
 
     def flush(self) -> None:
+        """Append every queued record to the JSONL file now (secrets scrubbed)."""
         if not self._pending:
             return
         batch, self._pending = self._pending, []
@@ -45,6 +47,7 @@ class RecordWriter:
         self.count += len(batch)
 
     async def close(self) -> None:
+        """Stop the periodic flush and write what is still queued."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

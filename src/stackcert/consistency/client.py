@@ -51,6 +51,8 @@ class TokenStep(BaseModel):
 
 
 class Generation(BaseModel):
+    """A greedy completion of one prompt: its text, why it stopped, and the per-token log-probs."""
+
     prompt: str
     text: str
     finish_reason: str | None
@@ -58,6 +60,8 @@ class Generation(BaseModel):
 
 
 class Scored(BaseModel):
+    """A text scored teacher-forced: the log-probs of its tokens (the first, without context, dropped)."""
+
     text: str
     steps: list[TokenStep]  # prompt tokens, the first (no context) dropped
 

@@ -80,6 +80,7 @@ def lmeval_argv(
 
 
 def offline_env() -> dict[str, str]:
+    """This process's environment with Hugging Face datasets, hub and transformers set offline."""
     env = dict(os.environ)
     env.update({"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     return env
@@ -103,6 +104,7 @@ def read_samples(output_path: Path, task: str) -> dict[int, bool]:
 def run_lmeval(
     completions_url: str, served_model: str, model: ModelRef, task: str, opts: ConsistencyOptions, out: Path
 ) -> dict[int, bool]:
+    """Run an lm-eval task against one completions server, offline; doc_id → correct from its samples."""
     include = opts.lmeval_include_path
     if include is None and task == SHIPPED:
         include = shipped_include_path(out / "tasks")

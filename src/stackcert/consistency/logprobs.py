@@ -52,6 +52,8 @@ def _argmax(top: dict[str, float]) -> str | None:
 
 
 class TextDiff(BaseModel):
+    """How the two stacks' log-probs differ over one scored text: KL, top-1 agreement, largest Δlogprob."""
+
     index: int
     tokens: int
     mean_kl: float
@@ -62,6 +64,8 @@ class TextDiff(BaseModel):
 
 
 class LogprobStats(BaseModel):
+    """Log-prob differences over all scored texts: KL mean/p99/max, top-1 agreement, Δlogprob spread."""
+
     texts: int
     tokens: int
     mean_kl: float

@@ -21,7 +21,10 @@ ALL_PHASES: tuple[Phase, ...] = ("tokens", "logprobs", "tasks")
 
 
 class ConsistencyOptions(BaseModel):
+    """What the consistency check runs: phases, prompts, texts, tasks, sample sizes, tolerances."""
+
     model_config = ConfigDict(extra="forbid")
+
     phases: list[Phase] = Field(default_factory=lambda: list(ALL_PHASES))
     prompts_file: Path | None = Field(None, description="JSONL of {'prompt': ...}; None = the built-in set")
     tokens: TokenSettings = Field(default_factory=TokenSettings)
@@ -58,12 +61,16 @@ class ConsistencyOptions(BaseModel):
 
 
 class TokenPhase(BaseModel):
+    """The greedy-token phase: each prompt's comparison and their counts; it fails when any prompt fails."""
+
     status: Literal["pass", "fail"]
     summary: TokenSummary | None = None
     prompts: list[PromptComparison] = Field(default_factory=list)
 
 
 class LogprobPhase(BaseModel):
+    """The log-prob phase: differences against the reference's own noise floor and the tolerance checks."""
+
     status: Overall
     estimator: str = "top-k union + tail bucket (see docs/consistency.md)"
     top_k: int = 10
@@ -79,12 +86,16 @@ class LogprobPhase(BaseModel):
 
 
 class TaskPhase(BaseModel):
+    """The task phase: paired accuracy comparisons of every task, after the sampling rounds."""
+
     status: Overall
     rounds: int = 1
     tasks: list[TaskComparison] = Field(default_factory=list)
 
 
 class ConsistencyResult(BaseModel):
+    """Consistency of a candidate against a reference: overall status, each phase, findings, files."""
+
     status: Overall
     reference: str
     candidate: str

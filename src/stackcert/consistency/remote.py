@@ -25,6 +25,7 @@ class UrlServer:
         )
 
     def alive(self) -> bool:
+        """Whether GET /v1/models answers 200 within 5 s."""
         try:
             url = self.base_url + "/v1/models"
             return httpx.get(url, timeout=5.0, headers=auth_headers(url)).status_code == 200
@@ -32,4 +33,5 @@ class UrlServer:
             return False
 
     def findings(self) -> list[Finding]:
+        """Nothing: there is no log of ours to read for a server we did not start."""
         return []

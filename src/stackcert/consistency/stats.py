@@ -18,6 +18,8 @@ EXACT_BELOW = 25
 
 
 class PairedCounts(BaseModel):
+    """A 2×2 table of paired items: right on both stacks, on one only, on neither."""
+
     both_right: int
     ref_only: int  # b
     cand_only: int  # c
@@ -25,10 +27,12 @@ class PairedCounts(BaseModel):
 
     @property
     def n(self) -> int:
+        """The number of paired items."""
         return self.both_right + self.ref_only + self.cand_only + self.both_wrong
 
     @classmethod
     def from_items(cls, ref: list[bool], cand: list[bool]) -> PairedCounts:
+        """The table from per-item correctness on the reference and the candidate (same order)."""
         if len(ref) != len(cand):
             raise ValueError("paired lists differ in length")
         pairs = list(zip(ref, cand, strict=True))
@@ -41,6 +45,8 @@ class PairedCounts(BaseModel):
 
 
 class McNemar(BaseModel):
+    """McNemar's test on the discordant pairs: exact binomial or chi-square, its statistic and p-value."""
+
     method: Literal["exact", "chi2_cc", "none"]
     statistic: float | None
     p_value: float

@@ -43,6 +43,8 @@ class TaskItem(BaseModel):
 
 
 class Task(BaseModel):
+    """A loaded task: its name, where it came from, its items and the generation length."""
+
     name: str
     source: str
     items: list[TaskItem]
@@ -50,6 +52,7 @@ class Task(BaseModel):
 
 
 def builtin_task_names() -> list[str]:
+    """The names of the tasks shipped with stackcert, sorted."""
     folder = resources.files("stackcert.consistency") / "data" / "tasks"
     return sorted(p.name.removesuffix(".jsonl") for p in folder.iterdir() if p.name.endswith(".jsonl"))
 
@@ -93,6 +96,7 @@ def load_task(name_or_file: str, *, limit: int | None = None) -> Task:
 
 
 def is_correct(item: TaskItem, output: str) -> bool:
+    """Whether a reply's first line answers the item: last number equal, or the exact stripped text."""
     line = output.strip().split("\n", 1)[0].strip()
     if item.match == "exact":
         return line == item.answer.strip()
@@ -106,6 +110,8 @@ def is_correct(item: TaskItem, output: str) -> bool:
 
 
 class ItemResult(BaseModel):
+    """One task item on both stacks: the two replies and whether each was correct."""
+
     id: str
     reference_output: str
     candidate_output: str
@@ -114,6 +120,8 @@ class ItemResult(BaseModel):
 
 
 class TaskComparison(BaseModel):
+    """One task on both stacks: accuracies, paired CIs, McNemar, the accuracy rules and the status."""
+
     task: str
     source: str
     items: int
@@ -132,6 +140,7 @@ class TaskComparison(BaseModel):
 def compare_task(
     task: Task, ref_outputs: list[str], cand_outputs: list[str], rules: RuleSettings | None = None
 ) -> TaskComparison:
+    """The paired comparison of a task from both stacks' replies, in item order."""
     ref_ok = [is_correct(it, o) for it, o in zip(task.items, ref_outputs, strict=True)]
     cand_ok = [is_correct(it, o) for it, o in zip(task.items, cand_outputs, strict=True)]
     return compare_paired(

@@ -16,6 +16,7 @@ _SHAREGPT_HEAD_BYTES = 4_000_000
 
 
 def builtin_prompts() -> list[str]:
+    """The prompts shipped with stackcert for the greedy-token phase."""
     return load_prompt_file(Path(str(resources.files("stackcert.consistency") / "data" / "prompts.jsonl")))
 
 

@@ -42,6 +42,7 @@ def has_chat_template(folder: Path) -> bool:
 
 
 def convert(gguf: Path, out: Path) -> dict[str, Any]:
+    """Dequantize a GGUF file into a bf16 checkpoint and a <bos>-prepending tokenizer; a summary of it."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -85,6 +86,7 @@ def convert(gguf: Path, out: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: convert and write the result JSON; exit 3 when the tokenizer does not prepend <bos>."""
     parser = argparse.ArgumentParser(prog="python -m stackcert.demo.convert")
     parser.add_argument("--gguf", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

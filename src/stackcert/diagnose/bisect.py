@@ -36,6 +36,8 @@ from stackcert.config import StackSpec
 
 
 class ProbeOutcome(BaseModel):
+    """What one probe run said: passed, the failure category and reason, an operator named by a traceback."""
+
     passed: bool
     category: str = Field("", description="pass | crash | nan | mismatch | drift | timeout | error")
     reason: str = ""
@@ -44,6 +46,8 @@ class ProbeOutcome(BaseModel):
 
 
 class ProbeRecord(BaseModel):
+    """One probe of a bisection: the operators excluded, how many stayed active, why it ran, its outcome."""
+
     index: int
     excluded: list[str]
     active_count: int
@@ -58,6 +62,8 @@ BisectStatus = Literal["found", "no_failure", "not_in_library", "inconsistent", 
 
 
 class BisectResult(BaseModel):
+    """A bisection's answer: the culprit operators, the minimal exclusion, whether verified, the probe log."""
+
     status: BisectStatus
     message: str
     active_ops: list[str]
@@ -147,6 +153,7 @@ class _Search:
 
 
 def default_budget(n: int) -> int:
+    """The probe budget for n operators: 4·⌈log2 n⌉ + 8."""
     return 4 * max(1, math.ceil(math.log2(max(n, 2)))) + 8
 
 

@@ -18,6 +18,8 @@ from stackcert.status import Status
 
 
 class Conclusion(StrEnum):
+    """What the pair of smoke runs says: both pass, candidate only, same or different errors, incomplete."""
+
     BOTH_PASS = "BOTH_PASS"
     CANDIDATE_ERROR = "CANDIDATE_ERROR"  # FlagRelease: MULTICHIP_ERROR
     SAME_ERROR = "SAME_ERROR"
@@ -27,12 +29,16 @@ class Conclusion(StrEnum):
 
 
 class Recommended(StrEnum):
+    """The stack to use after the diff: full (the candidate), base (the reference) or none."""
+
     FULL = "full"  # the candidate (with its components) works
     BASE = "base"  # only the reference works
     NONE = "none"  # neither is known to work
 
 
 class CheckRow(BaseModel):
+    """One (phase, check) with its status on the reference and on the candidate."""
+
     phase: str
     check: str
     reference: Status | None = None
@@ -40,10 +46,13 @@ class CheckRow(BaseModel):
 
     @property
     def differs(self) -> bool:
+        """Whether the two stacks ended the check differently."""
         return self.reference != self.candidate
 
 
 class DiffAnalysis(BaseModel):
+    """The diff's verdict: conclusion, the component at fault, recommended stack, and the evidence."""
+
     conclusion: Conclusion
     detail: str
     reference_status: Status
@@ -67,6 +76,7 @@ def _inconclusive(status: Status) -> bool:
 
 
 def finding_signature(finding: Finding) -> str:
+    """The key findings are matched by across runs: their signature, else category and message."""
     return finding.signature or f"{finding.category}: {normalise(finding.message)}"
 
 

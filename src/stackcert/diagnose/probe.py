@@ -115,6 +115,7 @@ class WorkerProbe:
         conn.settimeout(self.timeout)
 
     def close(self) -> None:
+        """Stop the worker process and remove its socket folder."""
         if self._stream is not None:
             with contextlib.suppress(OSError):
                 self._stream.close()
@@ -207,6 +208,7 @@ class WorkerProbe:
 
 
 def traceback_operator(findings: list[Finding] | None, active: list[str]) -> str | None:
+    """The first operator a finding's traceback names that is still active, if any."""
     for f in findings or []:
         if f.operator and f.operator in active:
             return f.operator

@@ -28,6 +28,8 @@ from stackcert.engines import operators
 
 
 class WorkerSpec(BaseModel):
+    """What a probe worker loads and how it judges: model, device, prompt, operator selections, tolerances."""
+
     model_path: Path
     dtype: str = "float32"
     device: str = "cpu"
@@ -123,6 +125,7 @@ class ProbeSession:
         return tokens, top
 
     def effective(self, excluded: list[str] | None = None) -> list[str]:
+        """The operators the selection actually replaces with these excluded (applied, then reset)."""
         try:
             return operators.apply(self._selection(excluded or []))
         finally:
@@ -141,6 +144,7 @@ class ProbeSession:
         return sel.model_copy(update={"exclude": list(dict.fromkeys([*sel.exclude, *excluded]))})
 
     def probe(self, excluded: list[str]) -> tuple[ProbeOutcome, list[str]]:
+        """Judge the candidate with these operators excluded; the outcome and the operators in effect."""
         self.probes += 1
         record = (
             self.spec.record_dir / f"probe-{self.probes:03d}-operators.json" if self.spec.record_dir else None
@@ -256,6 +260,7 @@ def serve(spec: WorkerSpec, sock_path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: load the worker spec and serve probes on the Unix socket."""
     ap = argparse.ArgumentParser(prog="stackcert.diagnose.probe_worker")
     ap.add_argument("--spec", required=True, type=Path)
     ap.add_argument("--socket", required=True)

@@ -33,6 +33,8 @@ FLAGRELEASE_COMPONENT = {
 
 
 class VerifyResult(BaseModel):
+    """Both smoke runs, their diff and the overall PASS / PARTIAL / FAIL of a verify."""
+
     status: str = Field(
         ..., description="PASS (both pass) | PARTIAL (reference only) | FAIL (reference fails)"
     )
@@ -46,6 +48,7 @@ class VerifyResult(BaseModel):
 
     @property
     def exit_code(self) -> ExitCode:
+        """The CLI exit code of the status: PASS 0, PARTIAL 3, FAIL 1."""
         return {"PASS": ExitCode.PASS, "PARTIAL": ExitCode.PARTIAL}.get(self.status, ExitCode.FAIL)
 
 
@@ -88,6 +91,7 @@ def _guarded(
 
 
 def verify_status(diff: DiffAnalysis) -> str:
+    """PASS when both stacks pass, PARTIAL when only the reference does, FAIL otherwise."""
     if diff.conclusion == Conclusion.BOTH_PASS:
         return "PASS"
     return "PARTIAL" if diff.reference_status == Status.PASS else "FAIL"

@@ -38,12 +38,16 @@ class Server(Protocol):
     log_path: Path | None
     info: ServerInfo
 
-    def alive(self) -> bool: ...
+    def alive(self) -> bool:
+        """Whether the server is still up: its process runs, or (for a URL) it still answers."""
 
-    def findings(self) -> list[Finding]: ...
+    def findings(self) -> list[Finding]:
+        """What went wrong according to the server's log, root cause first (empty when nothing did)."""
 
 
 class Completion(BaseModel):
+    """One offline generation: the prompt, the text, its token ids, why it stopped, top-k log-probs."""
+
     prompt: str
     text: str
     token_ids: list[int] = Field(default_factory=list)
@@ -53,6 +57,8 @@ class Completion(BaseModel):
 
 
 class OfflineResult(BaseModel):
+    """A stack's offline generation run: whether it worked, the completions, its log and findings."""
+
     stack: str
     engine: str
     ok: bool

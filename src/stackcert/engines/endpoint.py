@@ -59,6 +59,7 @@ class EndpointServer:
 
     @property
     def headers(self) -> dict[str, str]:
+        """The Authorization header for the key, or none without a key."""
         return {"Authorization": f"Bearer {self.__key}"} if self.__key else {}
 
     @property
@@ -67,6 +68,7 @@ class EndpointServer:
         return self.__key
 
     def alive(self) -> bool:
+        """Whether GET /v1/models answers with a valid model list within 10 s."""
         try:
             list_models(self.base_url, self.headers, 10)
         except (httpx.HTTPError, BadAnswer, TimeoutError):
@@ -74,6 +76,7 @@ class EndpointServer:
         return True
 
     def findings(self) -> list[Finding]:
+        """Nothing: a server someone else runs has no log we can read."""
         return []
 
     def __repr__(self) -> str:
@@ -82,6 +85,7 @@ class EndpointServer:
 
 
 def read_key(stack: StackSpec) -> str | None:
+    """The API key from the variable api_key_env names; an unset variable fails (exit 2)."""
     if not stack.api_key_env:
         return None
     key = os.environ.get(stack.api_key_env)
@@ -128,6 +132,7 @@ def list_models(base_url: str, headers: dict[str, str], timeout: float) -> list[
 def connect(
     stack: StackSpec, model: ModelRef, *, run_dir: Path, timeouts: ServerTimeouts
 ) -> Iterator[EndpointServer]:
+    """Check the endpoint serves the model and hold its key for the with-block; writes server.json."""
     server = EndpointServer(stack, model.served_name, read_key(stack))
     try:
         ids = list_models(server.base_url, server.headers, timeouts.request)

@@ -32,6 +32,7 @@ def _kill_group(pgid: int, exited: threading.Event, grace: float) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Run `-- COMMAND` in its own group; kill the group when stackcert goes. Exit: 128+N for signal N."""
     if not argv or argv[0] != "--" or len(argv) < 2:
         print("usage: python -m stackcert.engines.guard -- COMMAND [ARGS...]", file=sys.stderr)
         return 2

@@ -47,6 +47,8 @@ def apply_operators(selection: dict[str, Any] | None, effective_ops_path: Path |
 
 
 class HFModel:
+    """A transformers causal LM and its tokenizer, loaded once: encode, decode, generate, score."""
+
     def __init__(
         self,
         path: str,
@@ -76,23 +78,28 @@ class HFModel:
 
     @property
     def has_chat_template(self) -> bool:
+        """Whether the tokenizer has a chat template."""
         return bool(getattr(self.tokenizer, "chat_template", None))
 
     def encode(self, prompt: str | list[int]) -> list[int]:
+        """The prompt's token ids (special tokens added); a list of ids is passed through."""
         if isinstance(prompt, list):
             return [int(t) for t in prompt]
         return list(self.tokenizer(prompt)["input_ids"])
 
     def chat_ids(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The token ids of chat messages through the chat template, ready for the assistant's turn."""
         out: Any = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
         if hasattr(out, "keys"):
             out = out["input_ids"]
         return [int(t) for t in out]
 
     def decode(self, ids: list[int]) -> str:
+        """The text of token ids, special tokens skipped."""
         return str(self.tokenizer.decode(ids, skip_special_tokens=True))
 
     def token_str(self, tid: int) -> str:
+        """The text of one token id, as the API reports it in log-probs."""
         return str(self.tokenizer.decode([tid]))
 
     @torch.inference_mode()

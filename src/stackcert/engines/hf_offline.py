@@ -10,6 +10,7 @@ from stackcert.engines.hf_core import HFModel, apply_operators
 
 
 def main(argv: list[str]) -> int:
+    """Generate greedily for every prompt of the IN request file; write the completions and ops to OUT."""
     inp, out = argv
     req = json.loads(Path(inp).read_text())
     ops = apply_operators(

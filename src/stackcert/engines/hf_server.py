@@ -78,6 +78,7 @@ def _check_len(state: State, ids: list[int], max_tokens: int) -> str | None:
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
+    """POST /v1/completions: one prompt (text or ids), streamed or not, with echo and log-probs."""
     state: State = request.app["state"]
     m: HFModel = state["model"]
     try:
@@ -184,6 +185,7 @@ def _envelope(
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions: messages through the chat template, streamed or not (400 without one)."""
     state: State = request.app["state"]
     m: HFModel = state["model"]
     if not m.has_chat_template:
@@ -299,6 +301,7 @@ async def _aiter(gen: Iterator[Step]) -> AsyncIterator[Step]:
 
 
 async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the one served model, with its max_model_len."""
     state: State = request.app["state"]
     card = {
         "id": state["served"],
@@ -311,6 +314,7 @@ async def models(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """GET /health: an empty 200 once the model is loaded."""
     return web.Response(text="")
 
 
@@ -329,6 +333,7 @@ def build_app(model: HFModel, served: str, batch_size: int = 1) -> web.Applicati
 
 
 def main(argv: list[str]) -> int:
+    """Command line: apply the operator selection, load the model, serve the OpenAI API until stopped."""
     ap = argparse.ArgumentParser(prog="stackcert.engines.hf_server")
     ap.add_argument("--model", required=True)
     ap.add_argument("--tokenizer")

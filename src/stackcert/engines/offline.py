@@ -28,6 +28,7 @@ def request_payload(
     top_logprobs: int,
     run_dir: Path,
 ) -> dict[str, object]:
+    """The IN.json an offline child reads: engine, model, engine args, operators, prompts, sampling."""
     return {
         "engine": stack.engine,
         "model": json.loads(model.model_dump_json()),
@@ -50,6 +51,7 @@ def run(
     run_dir: Path,
     timeout: float,
 ) -> OfflineResult:
+    """Generate offline in a child process; a crash or timeout gives a failed result with log findings."""
     if stack.engine not in MODULES:
         raise UsageError(
             f"the {stack.engine} engine has no offline mode",

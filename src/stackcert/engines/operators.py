@@ -147,6 +147,7 @@ def apply(selection: OperatorSelection, *, record_path: Path | None = None) -> l
 
 
 def record(selection: OperatorSelection, effective: list[str], path: Path) -> None:
+    """Write which operators were asked for and which are in effect in this process (JSON, atomic)."""
     payload = {
         "library": selection.library,
         "requested": selection.model_dump(),

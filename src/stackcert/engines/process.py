@@ -26,6 +26,8 @@ _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
 @dataclass(frozen=True)
 class Completed:
+    """How a finished command ended: its argv, exit code (None if killed at timeout), time and log."""
+
     argv: list[str]
     returncode: int | None
     timed_out: bool
@@ -58,6 +60,7 @@ class ManagedProcess:
         return self._proc.pid if self._proc else None
 
     def start(self) -> ManagedProcess:
+        """Start the command under its guard, output appended to the log (0600); returns self."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         read_end, write_end = os.pipe()
         os.set_inheritable(read_end, True)
@@ -84,13 +87,16 @@ class ManagedProcess:
         return self
 
     def poll(self) -> int | None:
+        """The guard's exit code, None while it runs or before start."""
         return self._proc.poll() if self._proc else None
 
     @property
     def running(self) -> bool:
+        """Whether the process has started and not yet exited."""
         return self._proc is not None and self._proc.poll() is None
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit (at most timeout seconds); its exit code."""
         if self._proc is None:
             raise RuntimeError("process not started")
         return self._proc.wait(timeout=timeout)

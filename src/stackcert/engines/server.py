@@ -39,11 +39,14 @@ FATAL_GRACE_S = 5.0  # after a fatal line, let the traceback finish before we st
 
 @dataclass(frozen=True)
 class PhaseRule:
+    """A log line pattern that says the engine's startup entered a phase (loading weights, compiling...)."""
+
     pattern: re.Pattern[str]
     phase: str
 
 
 def phase_rules(pairs: Sequence[tuple[str, str]]) -> list[PhaseRule]:
+    """Phase rules from (regex, phase) pairs, matched case-insensitively."""
     return [PhaseRule(re.compile(rx, re.I), phase) for rx, phase in pairs]
 
 
@@ -170,9 +173,11 @@ class ProcessServer:
 
     # -- Server protocol -------------------------------------------------------------------
     def alive(self) -> bool:
+        """Whether the engine process still runs."""
         return self._proc.running
 
     def findings(self) -> list[Finding]:
+        """What the engine's log says went wrong, root cause first; argument errors blamed on the engine."""
         if self.log_path is None:
             return []
         found = scan_log(self.log_path, step=STEP, phase=self.phase, model_dirs=self._model_dirs)
@@ -188,6 +193,7 @@ class ProcessServer:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
+        """Stop the engine: SIGTERM to its group, SIGKILL after the stop grace."""
         self._proc.stop(grace=self.timeouts.stop_grace)
 
     def models_listed(self, client: httpx.Client) -> bool:

@@ -25,6 +25,7 @@ EFFECTIVE_OPS = "effective_ops.json"
 
 
 def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> list[str]:
+    """The command line of stackcert's transformers server (hf_server) for this stack, model and port."""
     args = stack.engine_args
     argv = [
         sys.executable,
@@ -64,6 +65,7 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> 
 
 
 def read_effective_ops(run_dir: Path) -> list[str] | None:
+    """The operators the engine reported in effect (effective_ops.json); None when it wrote none."""
     path = run_dir / EFFECTIVE_OPS
     if not path.exists():
         return None
@@ -83,6 +85,7 @@ def serve(
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
 ) -> Iterator[ProcessServer]:
+    """Start the transformers server for the with-block (ready, server.json written), stop it after."""
     require_free_port(stack)
     port = int(stack.engine_args.get("port") or free_port())
     argv = substitute_port(command, port) if command else server_argv(stack, model, port, run_dir)

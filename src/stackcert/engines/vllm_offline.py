@@ -11,6 +11,7 @@ _OWN_KEYS = {"port", "host", "served_model_name", "chat_template", "disable_uvic
 
 
 def llm_kwargs(req: dict[str, Any]) -> dict[str, Any]:
+    """The vllm.LLM arguments of a request: the model's, a CPU build's memory fraction, the engine_args."""
     from stackcert.engines.vllm import cpu_memory_fraction, is_cpu_build
 
     model = req["model"]
@@ -28,6 +29,7 @@ def llm_kwargs(req: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """Generate greedily for every prompt of the IN request file with vllm.LLM; write completions to OUT."""
     inp, out = argv
     req = json.loads(Path(inp).read_text())
     from vllm import LLM, SamplingParams

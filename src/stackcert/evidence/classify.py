@@ -135,6 +135,7 @@ def component_from_frames(paths: list[str], model_dirs: tuple[str, ...] = ()) ->
 
 
 def match_rule(text: str) -> Rule | None:
+    """The first classification rule whose pattern matches the text, if any."""
     for rule in RULES:
         if rule.pattern.search(text):
             return rule
@@ -156,6 +157,7 @@ def extract_operator(text: str) -> str | None:
 
 
 def layer_of(component: Component) -> Layer:
+    """The layer a component belongs to (serving, L5, when it has none of its own)."""
     return _COMPONENT_LAYER.get(component, Layer.L5_SERVING)
 
 

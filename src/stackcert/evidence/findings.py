@@ -8,6 +8,8 @@ from pydantic import BaseModel, Field
 
 
 class Layer(StrEnum):
+    """Where in the stack a problem sits, from L0 host and driver up to L6 numerics and output quality."""
+
     L0_HOST = "L0"  # host / driver / device
     L1_PACKAGES = "L1"  # packages / imports
     L2_MODEL = "L2"  # model config / weights
@@ -18,6 +20,8 @@ class Layer(StrEnum):
 
 
 class Component(StrEnum):
+    """The piece of software a problem is blamed on (FlagGems, Triton, vLLM, the model, the host...)."""
+
     FLAG_GEMS = "flag_gems"
     TRITON = "triton"  # triton or its FlagTree fork
     FLAGCX = "flagcx"  # flagcx or nccl
@@ -34,18 +38,24 @@ class Component(StrEnum):
 
 
 class Severity(StrEnum):
+    """How bad a finding is: error, warning or info."""
+
     ERROR = "error"
     WARNING = "warning"
     INFO = "info"
 
 
 class LogExcerpt(BaseModel):
+    """The lines of a log that show a problem, with the file and the number of the first line."""
+
     path: str | None = None
     first_line: int = Field(1, description="1-based line number of the first line in `lines`")
     lines: list[str] = Field(default_factory=list)
 
 
 class Finding(BaseModel):
+    """One located problem: step, phase, layer, component, category, signature, message and evidence."""
+
     step: str
     phase: str = ""
     layer: Layer = Layer.L5_SERVING

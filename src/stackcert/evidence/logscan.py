@@ -48,6 +48,8 @@ EXCERPT_TAIL = 26
 
 @dataclass
 class Traceback:
+    """One Python traceback found in a log: its line span, frame paths, exception type and message."""
+
     first_line: int  # 1-based, the "Traceback (most recent call last):" line
     last_line: int
     frames: list[str] = field(default_factory=list)
@@ -57,6 +59,7 @@ class Traceback:
 
     @property
     def wrapper(self) -> bool:
+        """Whether the exception only reports another one (e.g. 'see root cause', EngineDeadError)."""
         return bool(_WRAPPER.search(self.message)) or (self.exc_type or "").endswith("EngineDeadError")
 
 
@@ -190,6 +193,7 @@ def scan_lines(
 
 
 def read_lines(path: Path) -> list[str]:
+    """The lines of a log file, undecodable bytes replaced; none when the file does not exist."""
     try:
         return path.read_text(encoding="utf-8", errors="replace").splitlines()
     except FileNotFoundError:
@@ -197,4 +201,5 @@ def read_lines(path: Path) -> list[str]:
 
 
 def scan_log(path: Path, *, step: str, phase: str = "", model_dirs: tuple[str, ...] = ()) -> list[Finding]:
+    """The findings in a log file, root cause first (scan_lines on the file's lines)."""
     return scan_lines(read_lines(path), step=step, phase=phase, path=path, model_dirs=model_dirs)

@@ -141,6 +141,7 @@ def _make(name: str, key: str, fault: str | None) -> Callable[..., Any]:
 
 
 def check_names(names: Iterable[str], *, what: str) -> None:
+    """Fail on the first name that is not a fault_ops operator, with a 'did you mean' hint."""
     import difflib
 
     for n in names:

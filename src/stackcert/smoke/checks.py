@@ -43,6 +43,8 @@ class CheckSkipped(Exception):
 
 @dataclass
 class ServeContext:
+    """What the serve checks share: the server, the options, and the greedy texts the completions got."""
+
     base_url: str
     served_model: str
     has_chat_template: bool
@@ -51,6 +53,7 @@ class ServeContext:
 
     @property
     def api(self) -> str:
+        """The base URL of the OpenAI API (`base_url/v1`)."""
         return self.base_url.rstrip("/") + "/v1"
 
 
@@ -119,6 +122,7 @@ def _text(value: Any, what: str) -> str:
 
 
 async def check_models(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """GET /v1/models must list the served model."""
     data = await request_json(client, "GET", f"{ctx.api}/models", "GET /v1/models")
     try:
         ids = model_ids(data)
@@ -144,6 +148,7 @@ async def _complete(
 
 
 async def check_completions(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """A greedy completion of every prompt must be sound (and hold its expected text); kept for stream."""
     for prompt in ctx.options.prompts:
         ctx.greedy[prompt.name] = await _complete(client, ctx, prompt)
     first = ctx.options.prompts[0].name
@@ -151,6 +156,7 @@ async def check_completions(client: httpx.AsyncClient, ctx: ServeContext) -> str
 
 
 async def check_chat(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """A greedy chat completion must be sound; skipped when the model has no chat template."""
     if not ctx.has_chat_template:
         raise CheckSkipped("the model has no chat template (set model.chat_template to test chat)")
     prompt = next((p for p in ctx.options.prompts if p.chat), ctx.options.prompts[0])
@@ -172,6 +178,7 @@ async def check_chat(client: httpx.AsyncClient, ctx: ServeContext) -> str:
 
 
 async def check_stream(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """A streamed completion must be well-formed SSE ending in [DONE], with the non-stream greedy text."""
     prompt = ctx.options.prompts[0]
     body = _completion_body(ctx, prompt.prompt, stream=True)
     chunks, done, parts, finish = 0, False, [], None
@@ -218,6 +225,7 @@ async def check_stream(client: httpx.AsyncClient, ctx: ServeContext) -> str:
 
 
 async def check_concurrency(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """A burst of concurrent completions must all answer soundly (quality, not equality)."""
     n = ctx.options.concurrency
     prompts = [ctx.options.prompts[i % len(ctx.options.prompts)] for i in range(n)]
 
@@ -244,6 +252,7 @@ async def check_concurrency(client: httpx.AsyncClient, ctx: ServeContext) -> str
 
 
 async def check_metrics(client: httpx.AsyncClient, ctx: ServeContext) -> str:
+    """GET /metrics must be Prometheus text with at least one sample; skipped on 404."""
     status, text = await request_text(client, ctx.base_url.rstrip("/") + "/metrics", "/metrics")
     if status == 404:
         raise CheckSkipped("the server has no /metrics endpoint (404)")

@@ -12,7 +12,10 @@ _SEVERITY = [Status.CRASH, Status.TIMEOUT, Status.FAIL, Status.PASS, Status.SKIP
 
 
 class SmokePrompt(BaseModel):
+    """One built-in or user smoke prompt: its text, an optional expected substring, whether also chat."""
+
     model_config = ConfigDict(extra="forbid")
+
     name: str
     prompt: str
     expect: str | None = Field(None, description="a substring the greedy output must contain (optional)")
@@ -41,7 +44,10 @@ class QualityThresholds(BaseModel):
 
 
 class SmokeOptions(BaseModel):
+    """What the smoke step runs: which phases, the prompts, token count, timeouts, concurrency, quality."""
+
     model_config = ConfigDict(extra="forbid")
+
     offline: bool = Field(True, description="run Phase A (offline generation)")
     serve: bool = Field(True, description="run Phase B (served API checks)")
     prompts: list[SmokePrompt] = Field(default_factory=lambda: list(BUILTIN_PROMPTS), min_length=1)
@@ -54,6 +60,8 @@ class SmokeOptions(BaseModel):
 
 
 class CheckResult(BaseModel):
+    """One smoke check's outcome: status, time, a line of detail and the finding when it failed."""
+
     name: str
     status: Status
     duration_s: float = 0.0
@@ -62,6 +70,8 @@ class CheckResult(BaseModel):
 
 
 class PhaseResult(BaseModel):
+    """One smoke phase (offline or serve): its status, checks, time and a sample of the output."""
+
     status: Status = Status.SKIPPED
     reason: str = ""
     duration_s: float = 0.0
@@ -75,6 +85,8 @@ class PhaseResult(BaseModel):
 
 
 class SmokeResult(BaseModel):
+    """A stack's smoke run: status, both phases, findings, the operators in effect and the stack's env."""
+
     status: Status
     stack: str
     engine: str
@@ -91,6 +103,7 @@ class SmokeResult(BaseModel):
     log_path: str | None = None
 
     def checks(self) -> list[CheckResult]:
+        """Every check of both phases, offline first."""
         return [*self.phase_a_offline.checks, *self.phase_b_serve.checks]
 
 
@@ -103,4 +116,5 @@ def worst(statuses: list[Status]) -> Status:
 
 
 def overall(phases: list[PhaseResult]) -> Status:
+    """The worst status over the phases (all skipped stays skipped)."""
     return worst([p.status for p in phases])

@@ -38,6 +38,7 @@ def encoding_problem(text: str, *, truncated: bool = False) -> str | None:
 
 
 def control_chars(text: str) -> str | None:
+    """What is wrong when the text holds control characters other than tab/newline; None when clean."""
     bad = [
         (i, ch)
         for i, ch in enumerate(text)
@@ -98,6 +99,7 @@ def degenerate(text: str, thresholds: QualityThresholds | None = None) -> str | 
 
 
 def finish_reason_problem(reason: str | None) -> str | None:
+    """What is wrong with a finish_reason that is not stop or length; None when it is sane."""
     if reason in SANE_FINISH_REASONS:
         return None
     return f"finish_reason {reason!r} is not one of {sorted(SANE_FINISH_REASONS)}"

@@ -10,6 +10,7 @@ HERE = Path(__file__).parent / "tasks"
 
 
 def arithmetic(name: str, op: str, n: int, lo: int, hi: int, seed: int) -> None:
+    """Write n seeded 'What is a+b?' (or a*b) questions with operands in [lo, hi] to tasks/<name>.jsonl."""
     rng = random.Random(seed)
     rows = []
     for i in range(n):
