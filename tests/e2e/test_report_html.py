@@ -47,7 +47,7 @@ def test_verdict_renders_and_injected_script_does_not_run(tmp_path: Path, status
     data = sample_report(status)
     # A script that would run if anything were inserted unescaped: it changes the title and the verdict.
     data["model"]["name"] = f"gemma{INJECT}"
-    data["stacks"]["eager"]["smoke"] = {"output_sample": INJECT}
+    data["stacks"]["eager"]["smoke"]["output_sample"] = INJECT
     html = render_html(Report.model_validate(data))
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")

@@ -13,7 +13,7 @@ from stackcert.bench.profiles import Profile, resolve_profile
 from stackcert.bench.records import BenchResult
 from stackcert.bench.runner import run_bench
 from stackcert.cli.app import JsonFlag, app, console, emit, err_console, want_json
-from stackcert.cli.smoke_cmd import (
+from stackcert.cli.common import (
     ModelOpt,
     PresetOpt,
     RunDirOpt,

@@ -2,72 +2,118 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from stackcert.cli.app import JsonFlag, app, console, emit
-from stackcert.cli.smoke_cmd import cli_progress, default_run_dir, resolve_cli_model, status_text
-from stackcert.config import load_preset
+from stackcert.cli.common import (
+    CandidateOpt,
+    ModelOpt,
+    PresetOpt,
+    ReferenceOpt,
+    RunDirOpt,
+    cli_progress,
+    default_run_dir,
+    resolve_cli_model,
+    status_text,
+)
+from stackcert.config import StackSpec, load_preset
 from stackcert.consistency import ConsistencyOptions, run_consistency
-from stackcert.consistency.remote import UrlServer
-from stackcert.engines.base import ModelRef, Server
+from stackcert.engines.base import ModelRef, ServerTimeouts
 from stackcert.errors import ExitCode, UsageError
+from stackcert.pipeline.servers import ServerPool
+from stackcert.yamlio import load_model_file
 
 EXIT = {"pass": ExitCode.PASS, "fail": ExitCode.FAIL, "retest": ExitCode.RETEST}
-PHASES = ("tokens", "logprobs", "tasks")
 
 Opt = typer.Option
 
+# Flag -> where it goes in ConsistencyOptions. A flag that is not given leaves the option's own
+# default (or the --options file's value): the defaults live in one place, the model.
+FLAG_PATHS: dict[str, tuple[str, ...]] = {
+    "--phase": ("phases",),
+    "--prompts": ("prompts_file",),
+    "--task": ("tasks",),
+    "--lmeval-task": ("lmeval_tasks",),
+    "--lmeval-include": ("lmeval_include_path",),
+    "--lmeval-limit": ("lmeval_limit",),
+    "--max-tokens": ("tokens", "max_tokens"),
+    "--top-k": ("tokens", "top_k"),
+    "--tie-margin": ("tokens", "tie_margin"),
+    "--score-top-k": ("score_top_k",),
+    "--sharegpt": ("sharegpt_texts",),
+    "--token-budget": ("token_budget",),
+    "--max-texts": ("max_sharegpt_texts",),
+    "--margin": ("tolerance", "margin"),
+    "--noise-multiple": ("tolerance", "noise_multiple"),
+    "--max-kl": ("tolerance", "fixed_mean_kl"),
+    "--task-limit": ("task_limit",),
+    "--task-budget": ("task_budget",),
+    "--concurrency": ("concurrency",),
+}
 
-@contextmanager
-def _servers(
+
+def build_options(file: Path | None, flags: dict[str, Any]) -> ConsistencyOptions:
+    """ConsistencyOptions from an --options YAML file, then the flags given; one validation for all."""
+    data = load_model_file(file, ConsistencyOptions).model_dump() if file is not None else {}
+    for flag, value in flags.items():
+        if value is None or value == []:
+            continue
+        *parents, leaf = FLAG_PATHS[flag]
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return ConsistencyOptions.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = tuple(str(x) for x in first["loc"])
+        flag = next((f for f, p in FLAG_PATHS.items() if p == path[: len(p)]), ".".join(path))
+        raise UsageError(f"bad value for {flag}: {first['msg']}", where=flag, fix="see --help") from None
+
+
+def _stacks(
     preset_name: str,
     reference: str | None,
     candidate: str | None,
-    model_path: Path | None,
     urls: tuple[str | None, str | None],
-    served: str | None,
-    run_dir: Path,
-) -> Iterator[tuple[Server, Server, ModelRef]]:
+) -> tuple[StackSpec, StackSpec]:
+    """The two stacks: the preset's (or named) ones, or endpoint stacks for running servers."""
     preset = load_preset(preset_name)
     ref_name, cand_name = reference or preset.reference, candidate or preset.candidate
     if urls[0] and urls[1]:
-        if model_path is None:
-            raise UsageError("--reference-url needs --model (the tokenizer folder)", fix="add --model PATH")
-        model = ModelRef(path=model_path, tokenizer=model_path, served_name=served or model_path.name)
-        name = served or model.served_name
-        yield UrlServer(ref_name, urls[0], name), UrlServer(cand_name, urls[1], name), model
-        return
+        return (
+            StackSpec(name=ref_name, engine="endpoint", url=urls[0]),
+            StackSpec(name=cand_name, engine="endpoint", url=urls[1]),
+        )
     if urls[0] or urls[1]:
         raise UsageError("give both --reference-url and --candidate-url, or neither")
-    from stackcert.engines import launch_server
+    return preset.stack(ref_name), preset.stack(cand_name)
 
-    model = resolve_cli_model(preset, model_path)
-    ref_stack, cand_stack = preset.stack(ref_name), preset.stack(cand_name)
-    with ExitStack() as stack:
-        # Both up at once: each vLLM-CPU instance takes gpu_memory_utilization 0.3, two fit in memory.
-        # Started one after the other (halves the peak CPU load), then both stay up for the comparison.
-        ref = stack.enter_context(launch_server(ref_stack, model, run_dir=run_dir / "stacks" / ref_name))
-        cand = stack.enter_context(launch_server(cand_stack, model, run_dir=run_dir / "stacks" / cand_name))
-        yield ref, cand, model
+
+def _model(
+    preset_name: str, model_path: Path | None, urls: tuple[str | None, str | None], served: str | None
+) -> ModelRef:
+    if urls[0] and urls[1]:
+        if model_path is None:
+            raise UsageError("--reference-url needs --model (the tokenizer folder)", fix="add --model PATH")
+        return ModelRef(path=model_path, tokenizer=model_path, served_name=served or model_path.name)
+    return resolve_cli_model(load_preset(preset_name), model_path)
 
 
 @app.command("consistency")
 def consistency(
-    reference: Annotated[
-        str | None, Opt("--reference", help="Reference stack (default: the preset's).")
-    ] = None,
-    candidate: Annotated[
-        str | None, Opt("--candidate", help="Candidate stack (default: the preset's).")
-    ] = None,
-    preset: Annotated[str, Opt("--preset", help="Preset holding the stacks and the model.")] = "demo",
-    model_path: Annotated[
-        Path | None, Opt("--model", help="HF checkpoint folder instead of the preset's.")
+    reference: ReferenceOpt = None,
+    candidate: CandidateOpt = None,
+    preset: PresetOpt = "demo",
+    model_path: ModelOpt = None,
+    options_file: Annotated[
+        Path | None, Opt("--options", help="YAML of consistency options (docs/consistency.md); flags win.")
     ] = None,
     prompts: Annotated[Path | None, Opt("--prompts", help='JSONL of {"prompt": ...} lines.')] = None,
     task: Annotated[
@@ -79,72 +125,63 @@ def consistency(
     lmeval_include: Annotated[
         Path | None, Opt("--lmeval-include", help="Folder of lm-eval task YAMLs.")
     ] = None,
-    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.", min=1)] = None,
+    lmeval_limit: Annotated[int | None, Opt("--lmeval-limit", help="Items per lm-eval task.")] = None,
     phase: Annotated[list[str] | None, Opt("--phase", help="tokens | logprobs | tasks (repeatable).")] = None,
-    max_tokens: Annotated[int, Opt("--max-tokens", help="Greedy tokens per prompt.", min=1)] = 64,
-    top_k: Annotated[int, Opt("--top-k", help="Top-k for the divergence rule.", min=1)] = 5,
+    max_tokens: Annotated[int | None, Opt("--max-tokens", help="Greedy tokens per prompt.")] = None,
+    top_k: Annotated[int | None, Opt("--top-k", help="Top-k for the divergence rule.")] = None,
     tie_margin: Annotated[
-        float,
-        Opt("--tie-margin", help="Fallback rule (no cross-scoring): near ties within this many nats.", min=0),
-    ] = 0.125,
-    score_top_k: Annotated[int, Opt("--score-top-k", help="Top-k log-probs per scored token.", min=1)] = 10,
+        float | None,
+        Opt("--tie-margin", help="Fallback rule (no cross-scoring): near ties within this many nats."),
+    ] = None,
+    score_top_k: Annotated[int | None, Opt("--score-top-k", help="Top-k log-probs per scored token.")] = None,
     sharegpt: Annotated[
-        int, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).", min=0)
-    ] = 8,
-    token_budget: Annotated[int, Opt("--token-budget", help="Tokens per scored text.", min=1)] = 256,
+        int | None, Opt("--sharegpt", help="ShareGPT conversations to score (0 = none).")
+    ] = None,
+    token_budget: Annotated[int | None, Opt("--token-budget", help="Tokens per scored text.")] = None,
     max_texts: Annotated[
-        int, Opt("--max-texts", help="ShareGPT texts scored at most while a check is inconclusive.", min=1)
-    ] = 32,
-    margin: Annotated[float, Opt("--margin", help="Limits ≥ this × the equivalence envelope.", min=0)] = 1.5,
-    noise_multiple: Annotated[float, Opt("--noise-multiple", help="Limits ≥ this × the noise.", min=0)] = 3.0,
+        int | None, Opt("--max-texts", help="ShareGPT texts scored at most while a check is inconclusive.")
+    ] = None,
+    margin: Annotated[float | None, Opt("--margin", help="Limits ≥ this × the equivalence envelope.")] = None,
+    noise_multiple: Annotated[
+        float | None, Opt("--noise-multiple", help="Limits ≥ this × the noise.")
+    ] = None,
     max_kl: Annotated[float | None, Opt("--max-kl", help="Fixed mean-KL limit (ignores the floor).")] = None,
     task_limit: Annotated[
-        int, Opt("--task-limit", help="Start with the first N items of each task.", min=1)
-    ] = 100,
+        int | None, Opt("--task-limit", help="Start with the first N items of each task.")
+    ] = None,
     task_budget: Annotated[
-        int, Opt("--task-budget", help="Items at most per task while inconclusive.", min=1)
-    ] = 400,
-    concurrency: Annotated[int, Opt("--concurrency", help="Requests in flight per server.", min=1)] = 8,
+        int | None, Opt("--task-budget", help="Items at most per task while inconclusive.")
+    ] = None,
+    concurrency: Annotated[int | None, Opt("--concurrency", help="Requests in flight per server.")] = None,
     reference_url: Annotated[str | None, Opt("--reference-url", help="Use a running server.")] = None,
     candidate_url: Annotated[str | None, Opt("--candidate-url", help="Use a running server.")] = None,
     served_model: Annotated[str | None, Opt("--served-model", help="Model name the URLs serve.")] = None,
-    run_dir: Annotated[Path | None, Opt("--run-dir", help="Where results go.")] = None,
+    run_dir: RunDirOpt = None,
     json_out: JsonFlag = False,
 ) -> None:
     """Compare a candidate stack with the reference: tokens, log-probs, task accuracy (exit 4 = retest)."""
-    for p in phase or []:
-        if p not in PHASES:
-            raise UsageError(f"unknown phase '{p}'", where="--phase", fix=f"use one of {', '.join(PHASES)}")
-    opts = ConsistencyOptions(
-        phases=list(phase or PHASES),
-        prompts_file=prompts,
-        score_top_k=score_top_k,
-        sharegpt_texts=sharegpt,
-        token_budget=token_budget,
-        max_sharegpt_texts=max_texts,
-        task_limit=task_limit,
-        task_budget=task_budget,
-        lmeval_tasks=list(lmeval_task or []),
-        lmeval_include_path=lmeval_include,
-        lmeval_limit=lmeval_limit,
-        concurrency=concurrency,
-    )
-    opts.tokens.max_tokens, opts.tokens.top_k, opts.tokens.tie_margin = max_tokens, top_k, tie_margin
-    opts.tolerance.margin, opts.tolerance.noise_multiple = margin, noise_multiple
-    opts.tolerance.fixed_mean_kl = max_kl
-    if task:
-        opts.tasks = list(task)
+    flags = {
+        "--phase": phase, "--prompts": prompts, "--task": task, "--lmeval-task": lmeval_task,
+        "--lmeval-include": lmeval_include, "--lmeval-limit": lmeval_limit, "--max-tokens": max_tokens,
+        "--top-k": top_k, "--tie-margin": tie_margin, "--score-top-k": score_top_k, "--sharegpt": sharegpt,
+        "--token-budget": token_budget, "--max-texts": max_texts, "--margin": margin,
+        "--noise-multiple": noise_multiple, "--max-kl": max_kl, "--task-limit": task_limit,
+        "--task-budget": task_budget, "--concurrency": concurrency,
+    }  # fmt: skip
+    opts = build_options(options_file, flags)
     _validate_inputs(opts)
-    out = run_dir or default_run_dir("consistency")
     urls = (reference_url, candidate_url)
+    ref_stack, cand_stack = _stacks(preset, reference, candidate, urls)
+    model = _model(preset, model_path, urls, served_model)
+    out = run_dir or default_run_dir("consistency")
+    # The same pool as `stackcert run`: both up at once (two vLLM-CPU instances fit at 0.3 each),
+    # started one after the other, both stopped when the comparison is done or fails.
     with (
-        _servers(preset, reference, candidate, model_path, urls, served_model, out) as (
-            ref,
-            cand,
-            model,
-        ),
         cli_progress(json_out) as progress,
+        ServerPool(None, start_timeout_s=ServerTimeouts().absolute, progress=progress) as pool,
     ):
+        ref = pool.start(ref_stack, model, out / "stacks" / ref_stack.name)
+        cand = pool.start(cand_stack, model, out / "stacks" / cand_stack.name)
         result = run_consistency(
             ref, cand, model, options=opts, out_dir=out / "consistency", progress=progress
         )

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from stackcert.cli.app import JsonFlag, app, console, emit, want_json
-from stackcert.cli.smoke_cmd import (
+from stackcert.cli.common import (
     ModelOpt,
     NoOfflineOpt,
     PresetOpt,

@@ -17,7 +17,9 @@ from stackcert.progress import NullProgress, Progress
 class ServerPool:
     """The running servers of a run, by stack name; every start is recorded in the ledger."""
 
-    def __init__(self, ledger: Ledger, *, start_timeout_s: float, progress: Progress | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger | None, *, start_timeout_s: float, progress: Progress | None = None
+    ) -> None:
         self.ledger = ledger
         self.start_timeout_s = start_timeout_s
         self.progress = progress or NullProgress()
@@ -26,10 +28,11 @@ class ServerPool:
         self._lock = threading.Lock()
 
     def start(self, stack: StackSpec, model: ModelRef, folder: Path) -> Server:
-        """Start the stack's server with its files in `folder`; raises EngineError on failure."""
+        """Start the stack's server with its files in `folder` (recorded in the ledger when there is
+        one: a command outside `stackcert run` has none); raises EngineError on failure."""
         self.stop(stack.name)
         exits = contextlib.ExitStack()
-        start = self.ledger.engine_started(stack.name, None)
+        start = self.ledger.engine_started(stack.name, None) if self.ledger is not None else None
         timeouts = ServerTimeouts(absolute=self.start_timeout_s)
         try:
             server: Server = exits.enter_context(
@@ -37,12 +40,14 @@ class ServerPool:
             )
         except BaseException:
             exits.close()
-            start.ok = False
-            self.ledger.save()
+            if start is not None and self.ledger is not None:
+                start.ok = False
+                self.ledger.save()
             raise
-        start.ok = True
-        start.log_path = str(server.log_path) if server.log_path else None
-        self.ledger.save()
+        if start is not None and self.ledger is not None:
+            start.ok = True
+            start.log_path = str(server.log_path) if server.log_path else None
+            self.ledger.save()
         with self._lock:
             self._exits[stack.name] = exits
             self._servers[stack.name] = server
@@ -66,6 +71,12 @@ class ServerPool:
             self._servers.pop(name, None)
         if exits is not None:
             exits.close()
+
+    def __enter__(self) -> ServerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop_all()
 
     def stop_all(self) -> None:
         """Stop every server the pool started."""
