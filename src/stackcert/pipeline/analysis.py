@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from stackcert.bench.compare import compare_bench
 from stackcert.consistency.tolerance import probe_tolerance
 from stackcert.diagnose import answers
@@ -11,6 +9,7 @@ from stackcert.diagnose.diff import diff_runs
 from stackcert.diagnose.probe import run_bisect
 from stackcert.diagnose.vllm_probe import run_vllm_bisect
 from stackcert.evidence.findings import Finding
+from stackcert.jsonio import envelope, read_json, write_json_atomic
 from stackcert.pipeline.context import Outcome, RunContext
 from stackcert.runmodel.results import CompareResult
 from stackcert.status import Status
@@ -112,7 +111,7 @@ def keep_reference_answers(ctx: RunContext) -> None:
     got = answers.collect(server)
     path = ctx.layout.reference_answers
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([a.model_dump() for a in got], indent=2), encoding="utf-8")
+    write_json_atomic(path, envelope("reference-answers", {"answers": [a.model_dump() for a in got]}))
 
 
 def kept_answers(ctx: RunContext) -> list[answers.Answer] | None:
@@ -120,7 +119,11 @@ def kept_answers(ctx: RunContext) -> list[answers.Answer] | None:
     path = ctx.layout.reference_answers
     if not path.exists():
         return None
-    return [answers.Answer.model_validate(a) for a in json.loads(path.read_text(encoding="utf-8"))]
+    try:
+        data = read_json(path)
+        return [answers.Answer.model_validate(a) for a in data["answers"]]
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: the bisection starts the reference again
+        return None
 
 
 def bisect_step(ctx: RunContext) -> Outcome:

@@ -81,7 +81,7 @@ def test_bisect_step_on_a_vllm_candidate(tmp_path: Path, fakes: list[dict[str, A
     cand_dir.mkdir(parents=True, exist_ok=True)
     (cand_dir / "effective_ops.json").write_text(json.dumps({"effective": OPS}))
     pipe.layout.reference_answers.parent.mkdir(exist_ok=True)
-    pipe.layout.reference_answers.write_text(json.dumps([a.model_dump() for a in REF]))
+    pipe.layout.reference_answers.write_text(json.dumps({"answers": [a.model_dump() for a in REF]}))
     assert analysis.bisect_reason(pipe.ctx) is None  # a device fault names no kernel: bisect
     assert pipe.step("bisect", lambda: analysis.bisect_step(pipe.ctx), 30) is Status.PASS
     data = pipe.ctx.results.bisect
