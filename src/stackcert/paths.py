@@ -20,3 +20,8 @@ def models_dir() -> Path:
 def logs_dir() -> Path:
     """Where stackcert keeps its logs: `<stackcert home>/logs`."""
     return stackcert_home() / "logs"
+
+
+def stack_folder(run_dir: Path, stack: str) -> Path:
+    """The folder of one stack's files in any run folder: `<run_dir>/stacks/<stack>` (see RunLayout)."""
+    return run_dir / "stacks" / stack

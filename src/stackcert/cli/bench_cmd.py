@@ -24,6 +24,7 @@ from stackcert.cli.common import (
 from stackcert.config import load_preset
 from stackcert.errors import ExitCode, UsageError
 from stackcert.jsonio import envelope, write_json_atomic
+from stackcert.paths import stack_folder
 from stackcert.progress import NullProgress, Progress
 
 
@@ -132,7 +133,7 @@ def bench(
             from stackcert.engines import launch_server
 
             spec = resolve_stack(stack or "", preset)
-            stack_dir = root / "stacks" / spec.name
+            stack_dir = stack_folder(root, spec.name)
             out_dir = stack_dir / "bench"
             with launch_server(spec, model_ref, run_dir=stack_dir, progress=prog) as server:
                 result = run_bench(server, model_ref, profiles, out_dir=out_dir, progress=prog)

@@ -25,6 +25,7 @@ from stackcert.config import StackSpec, load_preset
 from stackcert.consistency import ConsistencyOptions, run_consistency
 from stackcert.engines.base import ModelRef, ServerTimeouts
 from stackcert.errors import ExitCode, UsageError
+from stackcert.paths import stack_folder
 from stackcert.pipeline.servers import ServerPool
 from stackcert.yamlio import load_model_file
 
@@ -180,8 +181,8 @@ def consistency(
         cli_progress(json_out) as progress,
         ServerPool(None, start_timeout_s=ServerTimeouts().absolute, progress=progress) as pool,
     ):
-        ref = pool.start(ref_stack, model, out / "stacks" / ref_stack.name)
-        cand = pool.start(cand_stack, model, out / "stacks" / cand_stack.name)
+        ref = pool.start(ref_stack, model, stack_folder(out, ref_stack.name))
+        cand = pool.start(cand_stack, model, stack_folder(out, cand_stack.name))
         result = run_consistency(
             ref, cand, model, options=opts, out_dir=out / "consistency", progress=progress
         )

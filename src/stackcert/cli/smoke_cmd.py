@@ -21,6 +21,7 @@ from stackcert.cli.common import (
 from stackcert.config import load_preset
 from stackcert.errors import ExitCode
 from stackcert.jsonio import envelope, write_json_atomic
+from stackcert.paths import stack_folder
 
 
 def render_smoke(data: dict[str, Any]) -> None:
@@ -71,7 +72,7 @@ def smoke(
     model_ref = resolve_cli_model(loaded, model)
     folder = run_dir or default_run_dir("smoke")
     with cli_progress(json_out) as progress:
-        stack_dir = folder / "stacks" / spec.name
+        stack_dir = stack_folder(folder, spec.name)
         result = run_smoke(
             spec, model_ref, folder=stack_dir, options=SmokeOptions(offline=not no_offline), progress=progress
         )

@@ -18,6 +18,7 @@ from stackcert.engines.base import ModelRef, Server
 from stackcert.errors import ExitCode, UsageError
 from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.jsonio import envelope, now_iso, write_json_atomic
+from stackcert.paths import stack_folder
 from stackcert.progress import NullProgress, Progress
 from stackcert.smoke.models import PhaseResult, SmokeOptions, SmokeResult
 from stackcert.smoke.runner import run_smoke
@@ -62,7 +63,7 @@ def _guarded(
 ) -> SmokeResult:
     """One smoke run that can never stop the other: an unforeseen error becomes a crashed result."""
     try:
-        folder = run_dir / "stacks" / stack.name
+        folder = stack_folder(run_dir, stack.name)
         result = run_smoke(stack, model, folder=folder, server=server, options=options, progress=progress)
         write_json_atomic(folder / "smoke.json", envelope("smoke", result.model_dump(mode="json")))
         return result

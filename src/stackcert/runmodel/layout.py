@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackcert.paths import stack_folder
+
 # Step id -> its result file, for the steps that are not per stack.
 _STEP_FILES = {
     "env": "env.json",
@@ -69,7 +71,7 @@ class RunLayout:
 
     def stack_dir(self, stack: str) -> Path:
         """The folder of one stack: server.log, server.json, effective_ops.json, its step results."""
-        return self.root / "stacks" / stack
+        return stack_folder(self.root, stack)
 
     def bench_dir(self, stack: str) -> Path:
         """The benchmark's raw records of one stack."""
