@@ -63,13 +63,13 @@ class Interrupted(Exception):
 
 def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -> tuple[bool, Any]:
     """Run fn in a daemon thread. (True, outcome or exception) when it ended, (False, None) on timeout."""
-    box: dict[str, Any] = {}
+    box: list[Outcome | BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = fn()
+            box.append(fn())
         except BaseException as exc:  # handed to the caller
-            box["value"] = exc
+            box.append(exc)
 
     worker = threading.Thread(target=target, name=f"step-{name}", daemon=True)
     worker.start()
@@ -79,7 +79,7 @@ def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -
         if left <= 0:
             return False, None
         worker.join(timeout=min(0.25, left))  # short joins keep Ctrl-C responsive
-    return True, box.get("value")
+    return True, box[0] if box else None
 
 
 class Pipeline:
