@@ -22,7 +22,7 @@ from stackcert.install.gate import GateResult
 from stackcert.runmodel.config import RunConfig
 from stackcert.runmodel.results import CompareResult
 from stackcert.runmodel.steps import StepRecord
-from stackcert.runmodel.verdict import VerdictResult
+from stackcert.runmodel.verdict import Verdict, VerdictResult
 from stackcert.smoke.models import SmokeResult
 
 REPORT_SCHEMA = "stackcert.report/1"
@@ -104,7 +104,7 @@ class Report(BaseModel):
     """report.json: the FlagRelease-compatible summary, then every step's typed result."""
 
     # --- FlagRelease-compatible top section ---
-    status: str = Field(..., description="PASS | PARTIAL | FAIL")
+    status: Verdict = Field(..., description="PASS | PARTIAL | FAIL")
     pipeline: str = "stackcert run"
     model: ModelSummary
     steps: FlagSteps
