@@ -84,9 +84,10 @@ def _parse_regex(spec: ParseSpec, text: str) -> Parsed:
     if spec.device_regex:
         for m in re.finditer(spec.device_regex, text, flags=re.MULTILINE):
             groups = m.groupdict()
+            index = groups.get("device_id") or groups["index"]
             out.devices.append(
                 Device(
-                    index=int(groups["index"]),
+                    index=int(index),
                     name=(groups.get("name") or "").strip(),
                     memory_total_mib=_to_int(groups.get("memory_total_mib")),
                 )
