@@ -29,7 +29,9 @@ class Handler(BaseHTTPRequestHandler):
 
     captive_proxy = False
 
-    def _send(self, code: int, body: bytes, ctype: str = "text/html", extra: dict[str, str] | None = None) -> None:
+    def _send(
+        self, code: int, body: bytes, ctype: str = "text/html", extra: dict[str, str] | None = None
+    ) -> None:
         try:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -41,7 +43,7 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (the timeout test): nothing to answer
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_GET(self) -> None:
         if self.captive_proxy:
             self._send(403, b"<html>Access denied by proxy policy</html>")
             return
@@ -75,7 +77,9 @@ class CaptiveProxy(Handler):
 
 
 @contextmanager
-def serve(handler: type[BaseHTTPRequestHandler] = Handler, tls: tuple[Path, Path] | None = None) -> Iterator[str]:
+def serve(
+    handler: type[BaseHTTPRequestHandler] = Handler, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
     """Run a server on 127.0.0.1 in a thread; yield its base URL."""
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
@@ -98,11 +102,10 @@ def self_signed(folder: Path) -> tuple[Path, Path] | None:
     """A throwaway self-signed certificate for 127.0.0.1 (None when openssl is missing)."""
     cert, key = folder / "cert.pem", folder / "key.pem"
     try:
-        subprocess.run(
-            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-             "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
+        argv = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        argv += ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        argv += ["-addext", "subjectAltName=IP:127.0.0.1"]
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
     except (OSError, subprocess.SubprocessError):
         return None
     return cert, key

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.unit.env.netserver import CaptiveProxy, Handler, dead_url, self_signed, serve
 
 from stackcert.env.network import NetworkConfig, pick_mirror, probe_url, probe_urls, via_github_mirror
-
-from tests.unit.env.netserver import CaptiveProxy, Handler, dead_url, self_signed, serve
 
 
 @pytest.fixture(scope="module")
@@ -123,4 +122,6 @@ def test_chains_and_github_rewrite() -> None:
     assert via_github_mirror(url, "https://mirror.example/github.com/") == (
         "https://mirror.example/github.com/flagos-ai/FlagCX.git"
     )
-    assert via_github_mirror("https://gitee.com/x.git", "https://mirror.example/") == "https://gitee.com/x.git"
+    assert (
+        via_github_mirror("https://gitee.com/x.git", "https://mirror.example/") == "https://gitee.com/x.git"
+    )

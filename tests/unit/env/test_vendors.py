@@ -115,13 +115,25 @@ def test_runtime_settings_per_vendor() -> None:
         "block_size": 64,
         "attention_config": {"backend": "TORCH_SDPA"},
     }
-    assert mt.cli_args == ["--enforce-eager", "--block-size", "64", "--attention-config", '{"backend": "TORCH_SDPA"}']
+    assert mt.cli_args == [
+        "--enforce-eager",
+        "--block-size",
+        "64",
+        "--attention-config",
+        '{"backend": "TORCH_SDPA"}',
+    ]
     assert mt.sources and all("github.com/" in s for s in mt.sources)
     nvidia = vendor_runtime("nvidia")
     assert nvidia.env == {} and nvidia.engine_args == {} and nvidia.vendor == "nvidia"
     assert vendor_runtime(None).vendor is None and vendor_runtime("cpu").env == {}
     # The ladder's own switches are never vendor settings (they would break the isolation ladder).
-    switches = {"VLLM_PLUGINS", "USE_FLAGGEMS", "FLAGCX_PATH", "VLLM_FL_PREFER_ENABLED", "VLLM_FL_OOT_ENABLED"}
+    switches = {
+        "VLLM_PLUGINS",
+        "USE_FLAGGEMS",
+        "FLAGCX_PATH",
+        "VLLM_FL_PREFER_ENABLED",
+        "VLLM_FL_OOT_ENABLED",
+    }
     for v in VENDORS:
         assert not switches & set(vendor_runtime(v).env), v.key
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from stackcert.env.network import NetworkConfig
 from stackcert.env.probe import probe_host
 from stackcert.env.vendors import get_vendor
 from stackcert.errors import ConfigError, UsageError
 from stackcert.install.apply import apply_plan
 from stackcert.install.plan import PlanContext, build_plan
-from stackcert.env.network import NetworkConfig
 from stackcert.install.spec import (
     FLAGCX_HOME,
     GateRequirement,
@@ -49,7 +49,9 @@ def _dead_url() -> str:
 
 def test_default_stack_on_nvidia(tmp_path: Path) -> None:
     vendor = get_vendor("nvidia")
-    plan = build_plan(default_stack(vendor), _ctx(tmp_path, "nvidia", probe_network=False), load_wheel_table())
+    plan = build_plan(
+        default_stack(vendor), _ctx(tmp_path, "nvidia", probe_network=False), load_wheel_table()
+    )
     by = {p.name: p for p in plan.packages}
     assert list(by) == ["vllm", "flagtree", "flag_gems", "flagcx", "vllm_fl"]
     assert by["vllm"].source == "PyPI vllm==0.28.0"
@@ -177,7 +179,9 @@ def test_git_source_commit_is_recorded_in_install_json(tmp_path: Path) -> None:
     (repo / "f.txt").write_text("x")
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    commit = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     stack = StackInstall(
         packages=[
             PackageSpec(
