@@ -144,15 +144,19 @@ class _ConsoleProgress:
     """Progress hooks for people: one dim line per step (library code never imports rich)."""
 
     def on_start(self, task: str, total: float | None = None) -> None:
+        """Announce a task."""
         console.print(f"[bold]{task}[/] ({int(total or 0)} steps)", highlight=False)
 
     def on_advance(self, task: str, advance: float = 1.0, **metrics: float) -> None:
+        """Nothing: one line per step is enough."""
         pass
 
     def on_message(self, task: str, message: str) -> None:
+        """One dim line."""
         console.print(f"  [dim]{task}: {message}[/]", highlight=False, soft_wrap=True)
 
     def on_finish(self, task: str, status: str) -> None:
+        """The task's verdict."""
         console.print(f"[bold]{task}[/]: {status}", highlight=False)
 
 

@@ -24,17 +24,23 @@ from stackcert.env.vendors import VENDORS, DetectCommand, ParseSpec, Vendor
 
 
 class Device(BaseModel):
+    """One accelerator device."""
+
     index: int
     name: str = ""
     memory_total_mib: int | None = None
 
 
 class Parsed(BaseModel):
+    """What a tool's output parsed into."""
+
     devices: list[Device] = Field(default_factory=list)
     driver_version: str | None = None
 
 
 class AcceleratorReport(BaseModel):
+    """One vendor's devices on this host, with its registry values."""
+
     vendor: str
     display: str
     tool: str

@@ -148,6 +148,7 @@ class _Planner:
             plan.skipped = f"offline: no '{dist}' wheel in {self.ctx.wheel_dir}"
 
     def package(self, pkg: PackageSpec) -> PackagePlan:
+        """The plan of one package: its source, every command, env and notes."""
         src = pkg.source
         plan = PackagePlan(name=pkg.name, role=pkg.role, source="", gate=pkg.gate)
         checkout = _fill(src.dest, self.values) if src.dest else str(self.ctx.work_dir / "src" / pkg.name)

@@ -30,12 +30,16 @@ print(json.dumps({"python": platform.python_version(), "versions": out}))
 
 
 class Replacement(BaseModel):
+    """A protected package a pip step would replace."""
+
     name: str
     installed: str
     would_install: str | None = Field(None, description="None when pip failed before choosing a version")
 
 
 class ProtectionCheck(BaseModel):
+    """The dry-run verdict on one pip step."""
+
     ok: bool
     would_install: dict[str, str] = Field(default_factory=dict)
     replaced: list[Replacement] = Field(default_factory=list)
@@ -43,6 +47,7 @@ class ProtectionCheck(BaseModel):
     log: str | None = None
 
     def message(self) -> str:
+        """One line for the step's outcome."""
         if self.ok:
             return "no protected package would change"
         if self.replaced:

@@ -19,6 +19,8 @@ Role = Literal["engine", "plugin", "component"]
 
 
 class Strict(BaseModel):
+    """Base of the config models: unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid")
 
 
