@@ -128,6 +128,7 @@ def _run_step(
                 timeout=min(step.timeout_s, 600.0),
                 log_dir=log_dir,
                 name=f"{index:02d}-{step.package}-dryrun",
+                env={**os.environ, **step.env},
             )
             if not check.ok:
                 return StepOutcome(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -114,6 +114,7 @@ def check_pip_step(
     timeout: float,
     log_dir: Path,
     name: str = "dryrun",
+    env: Mapping[str, str] | None = None,
 ) -> ProtectionCheck:
     """Dry-run `pip install <pip_args>` and refuse it if any protected package would change.
 
@@ -135,7 +136,7 @@ def check_pip_step(
         str(report),
         *pip_args,
     ]
-    done = run_command(argv, timeout=timeout, log_path=log)
+    done = run_command(argv, timeout=timeout, log_path=log, env=dict(env) if env is not None else None)
     pins = {_canon(k): (k, v) for k, v in protected.items()}
     if done.timed_out:
         return ProtectionCheck(ok=False, error=f"pip dry run took longer than {timeout:g}s", log=str(log))
