@@ -222,6 +222,12 @@ def install_command(
     if offline and wheel_dir is None:
         raise UsageError("--offline needs --wheel-dir DIR", where="--offline", fix="add --wheel-dir DIR")
     assumed = _assumptions(assume)
+    if assumed and (apply or gate_only):
+        raise UsageError(
+            "--assume plans for another target; it cannot be applied or gated here",
+            where="--assume",
+            fix="drop --assume, or use it with --plan",
+        )
     host = None if gate_only else probe_host(accelerators=vendor is None)
     target_vendor = _vendor(vendor, host.vendor if host else None)
     stack: StackInstall = (

@@ -214,11 +214,13 @@ def test_mirror_flags_and_flagcx_dir(tmp_path: Path) -> None:
         (["--assume", "cuda=12"], "bad --assume 'cuda=12'"),
         (["--github-mirror", "ftp://mirror.example/"], "bad --github-mirror 'ftp://mirror.example/'"),
         (["--proxy", "proxy.example:3128"], "bad --proxy 'proxy.example:3128'"),
+        (["--apply", "--assume", "torch=2.10.0"], "--assume plans for another target"),
     ],
 )
 def test_bad_network_and_assume_input_is_one_line_exit_2(
     args: list[str], message: str, tmp_path: Path
 ) -> None:
-    out = _run("install", "--plan", "--vendor", "nvidia", "--no-probe", "--run-dir", str(tmp_path), *args)
+    mode = [] if "--apply" in args else ["--plan"]
+    out = _run("install", *mode, "--vendor", "nvidia", "--no-probe", "--run-dir", str(tmp_path), *args)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
