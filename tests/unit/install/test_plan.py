@@ -274,3 +274,27 @@ def test_requirements_for_preset_stacks() -> None:
         ("flagcx", "component"),
     ]
     assert [r.name for r in requirements_for_stack(flagos.stacks["base"])] == ["vllm"]
+
+
+def test_config_network_section_and_pins(tmp_path: Path) -> None:
+    cfg = tmp_path / "stack.yaml"
+    cfg.write_text(
+        "network:\n"
+        "  pypi: [https://mirror.example/simple/]\n"
+        "  github: [https://gh.example/github.com/]\n"
+        "  proxy: http://proxy.example:3128\n"
+        "packages:\n"
+        "  - name: flagcx\n"
+        "    source: {kind: git, url: https://github.com/flagos-ai/FlagCX.git, tag: v0.13.0,\n"
+        "             submodules: true, pip_subdir: plugin/torch}\n"
+    )
+    stack = load_install_config(cfg)
+    assert stack.network is not None and stack.network.github_chain() == ["https://gh.example/github.com/"]
+    ctx = _ctx(tmp_path, "nvidia", probe_network=False, network=stack.network)
+    plan = build_plan(stack, ctx, load_wheel_table())
+    (pkg,) = plan.packages
+    assert pkg.pinned == "v0.13.0" and plan.index_url == "https://mirror.example/simple/"
+    assert [s.argv[-1] for s in pkg.steps[1:3]] == ["v0.13.0", "--recursive"]
+    cfg.write_text("network: {mirrors: []}\npackages: []\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'network\.mirrors'"):
+        load_install_config(cfg)
