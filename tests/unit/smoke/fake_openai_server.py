@@ -38,7 +38,9 @@ class FakeOpenAIServer:
         self.log_path: Path | None = None
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.info = ServerInfo(stack=name, engine="endpoint", base_url=self.base_url, served_model="fake-model")
+        self.info = ServerInfo(
+            stack=name, engine="endpoint", base_url=self.base_url, served_model="fake-model"
+        )
         self.dead = False
         self.requests: list[str] = []
         self._loop = asyncio.new_event_loop()
