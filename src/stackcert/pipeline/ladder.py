@@ -88,7 +88,7 @@ def ladder_step(ctx: RunContext) -> Outcome:
     if why_not:
         return Outcome(status=Status.SKIPPED, reason=why_not)
     cfg = ctx.config
-    stacks = [cfg.stacks[name] for name in cfg.levels]
+    stacks = [ctx.with_runtime(cfg.stacks[name]) for name in cfg.levels]
     reference = kept_answers(ctx) or reference_answers(
         stacks[0], ctx.need_model(), run_dir=ctx.layout.ladder_dir(stacks[0].name)
     )

@@ -147,6 +147,7 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
         engine_starts={name: starts.get(name, 0) for name in (cfg.reference, cfg.candidate)},
         timeline=timeline,
         env=res.env,
+        vendor_runtime=ctx.runtime() if ctx.runtime().vendor is not None else None,
         install=res.install,
         model_ref=model,
         stacks=stacks,

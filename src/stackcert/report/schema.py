@@ -17,6 +17,7 @@ from stackcert.consistency.options import ConsistencyResult
 from stackcert.diagnose.bisect_report import BisectReport
 from stackcert.engines.base import ModelRef
 from stackcert.env.probe import HostInfo
+from stackcert.env.vendors import VendorRuntime
 from stackcert.evidence.findings import Finding
 from stackcert.install.gate import GateResult
 from stackcert.runmodel.config import RunConfig
@@ -124,6 +125,9 @@ class Report(BaseModel):
     engine_starts: dict[str, int] = Field(default_factory=dict)
     timeline: list[StepRecord] = Field(default_factory=list)
     env: HostInfo | None = None
+    vendor_runtime: VendorRuntime | None = Field(
+        None, description="the accelerator vendor's env and engine arguments applied to the stacks"
+    )
     install: GateResult | None = None
     model_ref: ModelRef | None = None
     stacks: dict[str, StackReport] = Field(default_factory=dict)
