@@ -9,6 +9,7 @@ from stackcert.jsonio import now_iso, write_json_atomic
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
 from stackcert.pipeline.verdict import GateInputs, VerdictResult, decide
 from stackcert.report import extract
+from stackcert.report.deliverables import write_deliverables
 from stackcert.report.render import write_reports
 from stackcert.report.schema import FlagStep, FlagSteps, ModelSummary, Report, ServeAdvice, StackReport
 from stackcert.status import Status
@@ -163,10 +164,12 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
 
 
 def report_step(ctx: RunContext) -> Outcome:
-    """Write report.json (the typed Report), then report.md and report.html from it."""
+    """Write report.json (the typed Report), then report.md, report.html and the deliverables from it."""
     report = build_report(ctx)
     write_json_atomic(ctx.layout.report_json, report)
     write_reports(report, ctx.layout.root)
+    # The publishable documents, from the same report (measured values only; FAIL says not certified).
+    write_deliverables(report, ctx.layout.root)
     # The report is its own result file; no result in the outcome keeps the runner from overwriting it.
     ctx.ledger.get("report").result_file = ctx.layout.result_rel("report")
     return Outcome(status=Status.PASS, reason=f"verdict {report.status}")
