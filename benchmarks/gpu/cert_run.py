@@ -6,7 +6,7 @@ it), and at ``--stop-at`` (epoch seconds) sends SIGTERM, which `stackcert run` t
 interruption (engines stopped, the running step put back to pending). The next call continues it
 with ``stackcert run --resume RUN_DIR`` while the host is still warm (/tmp survives).
 
-    python3 cert_run.py start  --name NAME [--exclude mul] [--graphs] [--no-consistency] --stop-at T
+    python3 cert_run.py start  --name NAME [--exclude mul] [--graphs] [--no-bench|...] --stop-at T
     python3 cert_run.py resume --name NAME --stop-at T
 
 Run folder: /tmp/stackcert_runs/NAME. Model: $STACKCERT_GPU_MODEL (a converted checkpoint, real
@@ -38,7 +38,9 @@ def say(msg: str) -> None:
     print(f"[cert_run +{time.time() - T0:6.1f}s] {msg}", flush=True)
 
 
-def config(name: str, exclude: list[str], *, graphs: bool, consistency: bool, bench: bool) -> dict[str, Any]:
+def config(
+    name: str, exclude: list[str], *, graphs: bool, consistency: bool, bench: bool, bisect: bool = True
+) -> dict[str, Any]:
     """The `gpu` preset as tests/gpu/test_vllm_gems.py runs it (same phases, same options)."""
     from stackcert.pipeline.config import from_preset
 
@@ -54,7 +56,7 @@ def config(name: str, exclude: list[str], *, graphs: bool, consistency: bool, be
         options={"tokens": {"max_tokens": 32}, "sharegpt_texts": 0, "task_limit": 40},
     )
     cfg["phases"]["bench"]["enabled"] = bench
-    cfg["phases"]["bisect"].update(timeout_s=480)
+    cfg["phases"]["bisect"].update(enabled=bisect, timeout_s=480)
     return cfg
 
 
@@ -140,6 +142,7 @@ def main() -> int:
     p.add_argument("--graphs", action="store_true", help="enforce_eager: false on both stacks")
     p.add_argument("--no-consistency", action="store_true")
     p.add_argument("--no-bench", action="store_true")
+    p.add_argument("--no-bisect", action="store_true")
     p.add_argument("--stop-at", type=float, required=True, help="epoch seconds: SIGTERM the run then")
     p.add_argument("--tag", default="", help="this call's tag in the file names (default: the mode)")
     a = p.parse_args()
@@ -157,6 +160,7 @@ def main() -> int:
             graphs=a.graphs,
             consistency=not a.no_consistency,
             bench=not a.no_bench,
+            bisect=not a.no_bisect,
         )
         RUNS.mkdir(parents=True, exist_ok=True)
         cfg_path = RUNS / f"{a.name}.yaml"
