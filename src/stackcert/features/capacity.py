@@ -78,21 +78,22 @@ def scale_down_reasons(ctx: ProbeContext, base: CapacityBaseline) -> list[str]:
 
 
 def ramp(ctx: ProbeContext, base: CapacityBaseline) -> list[RequestEvidence]:
-    """Raise concurrency (doubling) until a request fails, the ramp's time is spent or the limit is met."""
+    """Raise concurrency (doubling) until a request fails, the ramp's time is spent or the limit is met.
+
+    The first rung always runs (within the matrix's budget): a capacity nobody was served at is none."""
     opts = ctx.options
     deadline = time.monotonic() + min(opts.capacity_budget_s, ctx.budget.left())
     limit = min(opts.capacity_max, base.max_num_seqs or opts.capacity_max)
     samples: list[RequestEvidence] = []
-    if opts.capacity_budget_s <= 0:
-        base.ramp_stopped_by = "skipped"
-        return samples
-    level = opts.capacity_start
+    level = min(opts.capacity_start, limit)
     base.ramp_stopped_by = "limit"
     while level <= limit:
         left = deadline - time.monotonic()
-        if left < 1.0:
+        if base.ramp and left < 1.0:
             base.ramp_stopped_by = "budget"
             break
+        if not base.ramp:
+            left = max(left, ctx.budget.timeout(opts.request_timeout_s))
         t0 = time.monotonic()
         timeout = min(opts.request_timeout_s, left)
 
@@ -150,7 +151,8 @@ def capacity(ctx: ProbeContext) -> FeatureResult:
     if base.max_model_len is None and not base.ramp:
         outcome, summary = "error", "nothing measured: max_model_len unknown and no ramp ran"
     elif first_failed:
-        outcome = "unsupported"
+        no_answer = base.ramp[0].ok == 0 and all(r.status is None for r in requests[-1:])
+        outcome = "error" if no_answer else "unsupported"
         summary = f"{shape}; even concurrency {base.ramp[0].concurrency} failed: {base.ramp[0].first_error}"
     else:
         outcome = "supported"

@@ -76,7 +76,7 @@ class FeatureOptions(BaseModel):
         0.9, gt=0, le=1.0, description="the long-context prompt fills this share of max_model_len"
     )
     structured_max_tokens: int = Field(48, ge=8, description="max_tokens of the structured-output request")
-    capacity_budget_s: float = Field(20.0, ge=0, description="time for raising concurrency (0 = skip it)")
+    capacity_budget_s: float = Field(20.0, ge=0, description="time for the ramp (0: first rung only)")
     capacity_start: int = Field(1, ge=1, description="first concurrency of the ramp")
     capacity_max: int = Field(64, ge=1, description="highest concurrency tried")
     capacity_max_tokens: int = Field(8, ge=1, description="max_tokens of each ramp request")

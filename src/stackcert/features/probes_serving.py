@@ -96,8 +96,9 @@ def prefix_caching(ctx: ProbeContext) -> FeatureResult:
     if prompt_tokens is not None:
         metrics["prompt_tokens"] = float(prompt_tokens)
     decided = setting.describe() if setting else None
-    if not (first.ok and second.ok):
-        bad = first if not first.ok else second
+    answered = [completion_text(first) is not None, completion_text(second) is not None]
+    if not all(answered):
+        bad = first if not answered[0] else second
         return result(
             "prefix_caching",
             "unsupported" if bad.evidence.status is not None else "error",
