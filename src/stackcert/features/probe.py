@@ -56,7 +56,9 @@ def probe_features(
     )
     wanted = [f for f in FEATURE_IDS if f in set(options.features)]
     progress.on_start(TASK, total=len(wanted))
-    with Wire(server, timeout=options.request_timeout_s) as wire:
+    with Wire(
+        server, timeout=options.request_timeout_s, max_connections=max(16, options.capacity_max)
+    ) as wire:
         ctx = ProbeContext(
             server=server,
             stack=stack,

@@ -70,10 +70,14 @@ def shown_body(body: dict[str, Any] | None) -> dict[str, Any] | None:
 class Wire:
     """One HTTP client for the probes of one server: JSON and text requests, each with a timeout."""
 
-    def __init__(self, server: Server, *, timeout: float) -> None:
+    def __init__(self, server: Server, *, timeout: float, max_connections: int = 128) -> None:
         self.base_url = server.base_url.rstrip("/")
         self.timeout = timeout
-        self._client = httpx.Client(headers=request_headers(server), timeout=timeout)
+        self._client = httpx.Client(
+            headers=request_headers(server),
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=32),
+        )
 
     def close(self) -> None:
         """Close the connection pool."""
