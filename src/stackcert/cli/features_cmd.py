@@ -33,15 +33,19 @@ class _Lines:
     """Progress for people: one line on stderr per probed feature."""
 
     def on_start(self, task: str, total: float | None = None) -> None:
+        """How many features will be probed."""
         err_console.print(f"[dim]probing {int(total or 0)} features …[/]")
 
     def on_advance(self, task: str, advance: float = 1.0, **metrics: float) -> None:
+        """Nothing: on_message says which feature finished."""
         pass
 
     def on_message(self, task: str, message: str) -> None:
+        """'feature: outcome' on stderr."""
         err_console.print(f"[dim]  {escape(message)}[/]", highlight=False)
 
     def on_finish(self, task: str, status: str) -> None:
+        """Nothing: the table follows."""
         pass
 
 

@@ -98,6 +98,7 @@ def ramp(ctx: ProbeContext, base: CapacityBaseline) -> list[RequestEvidence]:
         timeout = min(opts.request_timeout_s, left)
 
         def one(i: int, timeout: float = timeout) -> RequestEvidence:
+            """Request `i` of this rung; its evidence, an empty text counted as an error."""
             body = {
                 "model": ctx.served_model,
                 "prompt": f"Request {i}: count from one to ten:",

@@ -177,9 +177,11 @@ def weight_gates(
     """Both stages of `stack`, the dummy-vs-real matrix and the non-equivalence statements."""
 
     def status(g: WeightGate | None) -> str:
+        """A stage's status, or 'not run'."""
         return str(g.status) if g is not None else "not run"
 
     def startup(g: WeightGate | None) -> str:
+        """A started stage's startup time."""
         return f"{g.startup_s:.1f}s" if g is not None and g.started else "-"
 
     matrix = [

@@ -199,6 +199,7 @@ def red_png_data_url(size: int = 32) -> str:
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * size for _ in range(size))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
+        """One PNG chunk: length, type, data, CRC."""
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     png = (
