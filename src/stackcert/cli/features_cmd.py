@@ -93,13 +93,15 @@ def render(matrix: FeatureMatrix) -> None:
     table = Table(title=f"features: {escape(matrix.served_model)} at {escape(matrix.base_url)}")
     for column in ("feature", "outcome", "mode", "why", "s"):
         table.add_column(column, overflow="fold")
-    for r in matrix.results:
-        style = OUTCOME_STYLE.get(r.outcome, "white")
+    for r in matrix.features:
+        qualified = r.basis in ("disabled", "error")
+        style = OUTCOME_STYLE.get(r.basis if qualified else r.outcome, "white")
+        label = f"{r.outcome} ({r.basis})" if qualified else r.outcome
         table.add_row(
             FEATURE_TITLES.get(r.feature, r.feature),
-            f"[{style}]{r.outcome}[/]",
+            f"[{style}]{label}[/]",
             escape(r.mode or ""),
-            escape(r.summary[:200]),
+            escape(r.evidence[:200]),
             f"{r.duration_s:.1f}",
         )
     console.print(table)
@@ -113,7 +115,7 @@ def render(matrix: FeatureMatrix) -> None:
                 f"{step.duration_s:.1f}s",
                 highlight=False,
             )
-    console.print(f"[dim]{len(matrix.results)} features in {matrix.duration_s:.1f}s[/]")
+    console.print(f"[dim]{len(matrix.features)} features in {matrix.duration_s:.1f}s[/]")
 
 
 @app.command("features")

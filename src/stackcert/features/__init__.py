@@ -5,7 +5,7 @@ Public API (see docs/features.md):
 - ``probe_features(server, stack, model, *, options=None, progress=None) -> FeatureMatrix`` — probes a
   running OpenAI-compatible server (graph mode, prefix caching, chunked prefill, expert parallelism,
   MTP / speculative decoding, multimodal, long context, structured output, capacity) within
-  ``options.budget_s``; a broken answer is an ``unsupported`` or ``error`` outcome, never an exception.
+  ``options.budget_s``; a broken answer is an ``unsupported`` outcome (basis ``error``), never an exception.
 - ``dummy_weight_gate(stack, model, *, run_dir, timeouts=None, progress=None) -> WeightGate`` — stage A:
   the stack started with ``--load-format dummy``, request-level checks, stopped.
 - ``serving_check(server) -> GateCheck`` and ``real_weight_gate(server) -> WeightGate`` — stage B checks
@@ -30,12 +30,14 @@ from stackcert.features.gates import (
     weight_gates,
 )
 from stackcert.features.models import (
+    BASES,
     FEATURE_IDS,
     FEATURE_TITLES,
     FEATURES_KIND,
     FEATURES_SCHEMA,
     GATES_KIND,
     OUTCOMES,
+    Basis,
     CapacityBaseline,
     ConcurrencyStep,
     DummyRealRow,
@@ -53,12 +55,14 @@ from stackcert.features.probe import probe_features
 from stackcert.jsonio import envelope, read_json, write_json_atomic
 
 __all__ = [
+    "BASES",
     "FEATURES_KIND",
     "FEATURES_SCHEMA",
     "FEATURE_IDS",
     "FEATURE_TITLES",
     "GATES_KIND",
     "OUTCOMES",
+    "Basis",
     "CapacityBaseline",
     "ConcurrencyStep",
     "DummyRealRow",

@@ -6,13 +6,12 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from stackcert.features.context import ProbeContext, result
+from stackcert.features.context import Decision, ProbeContext, result
 from stackcert.features.engine_config import info_labels
 from stackcert.features.models import (
     CapacityBaseline,
     ConcurrencyStep,
     FeatureResult,
-    Outcome,
     RequestEvidence,
 )
 from stackcert.features.wire import completion_text
@@ -147,14 +146,14 @@ def capacity(ctx: ProbeContext) -> FeatureResult:
     seqs = str(base.max_num_seqs) if base.max_num_seqs is not None else "engine default (not logged)"
     shape = f"max_model_len {base.max_model_len} x max_num_seqs {seqs}"
     target = f"target {base.target_max_model_len} x {base.target_max_num_seqs}"
-    outcome: Outcome
+    outcome: Decision
     first_failed = bool(base.ramp) and base.ramp[0].errors > 0
     if base.max_model_len is None and not base.ramp:
-        outcome, summary = "error", "nothing measured: max_model_len unknown and no ramp ran"
+        outcome, evidence = "error", "nothing measured: max_model_len unknown and no ramp ran"
     elif first_failed:
         no_answer = base.ramp[0].ok == 0 and all(r.status is None for r in requests[-1:])
         outcome = "error" if no_answer else "unsupported"
-        summary = f"{shape}; even concurrency {base.ramp[0].concurrency} failed: {base.ramp[0].first_error}"
+        evidence = f"{shape}; even concurrency {base.ramp[0].concurrency} failed: {base.ramp[0].first_error}"
     else:
         outcome = "supported"
         ramp_text = (
@@ -163,12 +162,12 @@ def capacity(ctx: ProbeContext) -> FeatureResult:
             else "no concurrency ramp"
         )
         scaled = f"scaled down from the {target}" if base.scaled_down else f"meets the {target}"
-        summary = f"{shape}, {scaled}; {ramp_text}"
+        evidence = f"{shape}, {scaled}; {ramp_text}"
     lines = ctx.view.lines("kv_cache_tokens", "max_concurrency", "max_model_len", "max_num_seqs")
     res = result(
         "capacity",
         outcome,
-        summary,
+        evidence,
         decided_by=ctx.max_model_len.describe() if ctx.max_model_len else None,
         mode=shape,
         requests=requests,

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import ModelRef, Server
 from stackcert.features.checkpoint import Checkpoint
 from stackcert.features.engine_config import EngineView, Setting
-from stackcert.features.models import FeatureId, FeatureOptions, FeatureResult, Outcome, RequestEvidence
+from stackcert.features.models import (
+    Basis,
+    FeatureId,
+    FeatureOptions,
+    FeatureResult,
+    Outcome,
+    RequestEvidence,
+)
 from stackcert.features.wire import Reply, Wire
 
 MIN_REQUEST_S = 1.0  # a request is not sent with less time than this left
@@ -86,22 +94,35 @@ class ProbeContext:
         return self.post("/v1/completions", body)
 
 
+# What a probe decides: one of the four outcomes, or 'disabled' / 'error' (outcome unsupported).
+Decision = Literal["supported", "unsupported", "not-applicable", "checkpoint-missing", "disabled", "error"]
+
+
 def result(
     feature: FeatureId,
-    outcome: Outcome,
-    summary: str,
+    decision: Decision,
+    evidence: str,
     *,
     decided_by: str | None = None,
     mode: str | None = None,
     requests: list[RequestEvidence] | None = None,
     log_lines: list[str] | None = None,
     metrics: dict[str, float] | None = None,
+    basis: Basis | None = None,
 ) -> FeatureResult:
-    """A FeatureResult (its duration is set by the caller)."""
+    """A FeatureResult (its duration is set by the caller); `basis` follows from the decision and the
+    requests: disabled / error give outcome unsupported; otherwise request if any was sent, else config."""
+    outcome: Outcome
+    basis: Basis
+    if decision == "disabled" or decision == "error":
+        outcome, basis = "unsupported", decision  # an explicit basis cannot make these anything else
+    else:
+        outcome, basis = decision, basis or ("request" if requests else "config")
     return FeatureResult(
         feature=feature,
         outcome=outcome,
-        summary=summary,
+        basis=basis,
+        evidence=evidence,
         decided_by=decided_by,
         mode=mode,
         requests=requests or [],

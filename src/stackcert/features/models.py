@@ -47,19 +47,16 @@ FEATURE_TITLES: dict[str, str] = {
     "capacity": "Capacity baseline (max_model_len x max_num_seqs, concurrency)",
 }
 
-# supported / unsupported: the probe decided (unsupported = the server answered, but wrongly or refused);
-# not-applicable: the model has no such part (config.json); checkpoint-missing: the model could, the
-# checkpoint lacks the weights (e.g. no MTP heads); disabled: turned off in this stack's configuration;
-# error: no decision (no answer in time, the time budget spent, nothing to decide from).
-Outcome = Literal["supported", "unsupported", "not-applicable", "checkpoint-missing", "disabled", "error"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "supported",
-    "unsupported",
-    "not-applicable",
-    "checkpoint-missing",
-    "disabled",
-    "error",
-)
+# The issue's four outcomes (features.json's `outcome`, what the deliverables read):
+# supported; unsupported (not shown to work on this stack: see `basis`); not-applicable (the model has
+# no such part, config.json); checkpoint-missing (the model could, the checkpoint lacks the weights).
+Outcome = Literal["supported", "unsupported", "not-applicable", "checkpoint-missing"]
+OUTCOMES: tuple[Outcome, ...] = ("supported", "unsupported", "not-applicable", "checkpoint-missing")
+# How it was decided: request (a request proved or refuted it), config (configuration alone: config.json
+# or the engine config), disabled (turned off in this stack's configuration), error (no decision: no
+# answer in time, the time budget spent, nothing to decide from) — the last two with outcome unsupported.
+Basis = Literal["request", "config", "disabled", "error"]
+BASES: tuple[Basis, ...] = ("request", "config", "disabled", "error")
 
 
 class FeatureOptions(BaseModel):
@@ -133,7 +130,8 @@ class FeatureResult(BaseModel):
 
     feature: FeatureId
     outcome: Outcome
-    summary: str = Field("", description="one line: why this outcome")
+    basis: Basis = Field("request", description="how the outcome was reached")
+    evidence: str = Field("", description="one line: what decided (details in the fields below)")
     mode: str | None = Field(None, description="what the server runs, e.g. 'eager' or 'compiled (inductor)'")
     decided_by: str | None = Field(None, description="the config field (and its value) that decided")
     requests: list[RequestEvidence] = Field(default_factory=list)
@@ -152,17 +150,21 @@ class FeatureMatrix(BaseModel):
     served_model: str
     base_url: str
     model_path: str | None = None
-    results: list[FeatureResult] = Field(default_factory=list)
+    features: list[FeatureResult] = Field(default_factory=list, description="one result per probed feature")
     budget_s: float = 0.0
     duration_s: float = 0.0
 
     def result(self, feature: FeatureId) -> FeatureResult | None:
         """The result of `feature`, if it was probed."""
-        return next((r for r in self.results if r.feature == feature), None)
+        return next((r for r in self.features if r.feature == feature), None)
 
     def outcomes(self) -> dict[str, Outcome]:
         """feature id -> outcome, in probe order."""
-        return {r.feature: r.outcome for r in self.results}
+        return {r.feature: r.outcome for r in self.features}
+
+    def decisions(self) -> dict[str, str]:
+        """feature id -> outcome, or the basis where it qualifies an unsupported one (disabled, error)."""
+        return {r.feature: r.basis if r.basis in ("disabled", "error") else r.outcome for r in self.features}
 
 
 # -- weight gates -------------------------------------------------------------------------------------

@@ -73,10 +73,11 @@ def probe_features(
         discover(ctx)
         matrix.model_path = str(ctx.checkpoint.path.parent) if ctx.checkpoint.path else None
         for feature in wanted:
-            matrix.results.append(run_probe(ctx, feature))
-            last = matrix.results[-1]
+            matrix.features.append(run_probe(ctx, feature))
+            last = matrix.features[-1]
             progress.on_advance(TASK)
-            progress.on_message(TASK, f"{feature}: {last.outcome}")
+            qualifier = f" ({last.basis})" if last.basis in ("disabled", "error") else ""
+            progress.on_message(TASK, f"{feature}: {last.outcome}{qualifier}")
     matrix.duration_s = round(time.monotonic() - t0, 3)
     progress.on_finish(TASK, "pass")
     return matrix

@@ -148,6 +148,7 @@ def prefix_caching(ctx: ProbeContext) -> FeatureResult:
         "supported" if enabled else "error",
         "no prefix-cache counters (/metrics) nor usage.prompt_tokens_details.cached_tokens to measure; "
         + ("decided from the engine config only" if enabled else "nothing to decide from"),
+        basis="config" if enabled else None,
         decided_by=decided,
         mode="on" if enabled else None,
         requests=requests,
@@ -238,17 +239,17 @@ def long_context(ctx: ProbeContext) -> FeatureResult:
     enough = got is not None and got >= int(MIN_LONG_FILL * max_len)
     ok = reply.ok and text is not None and enough
     if ok and got is not None:
-        summary = f"a {got}-token prompt ({got / max_len:.0%} of max_model_len {max_len}) was answered"
+        evidence = f"a {got}-token prompt ({got / max_len:.0%} of max_model_len {max_len}) was answered"
     elif reply.ok and got is None:
-        summary = "answered, but usage.prompt_tokens is missing: the prompt length is not confirmed"
+        evidence = "answered, but usage.prompt_tokens is missing: the prompt length is not confirmed"
     elif reply.ok:
-        summary = f"answered, but the prompt was only {got} tokens: not near max_model_len {max_len}"
+        evidence = f"answered, but the prompt was only {got} tokens: not near max_model_len {max_len}"
     else:
-        summary = f"a prompt of ~{target} tokens failed: {reply.evidence.error}"
+        evidence = f"a prompt of ~{target} tokens failed: {reply.evidence.error}"
     return result(
         "long_context",
         "supported" if ok else ("error" if reply.evidence.status is None else "unsupported"),
-        summary,
+        evidence,
         decided_by=src.describe(),
         mode=mode,
         requests=[*sizing, reply.evidence],

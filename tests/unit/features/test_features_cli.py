@@ -10,7 +10,7 @@ from tests.unit.features.fake_features_server import FakeFeaturesServer
 
 from stackcert.cli.app import main
 from stackcert.errors import ExitCode
-from stackcert.features import FEATURE_IDS
+from stackcert.features import FEATURE_IDS, FeatureOptions
 
 
 def _run(argv: list[str]) -> int:
@@ -70,11 +70,13 @@ def test_json_prints_the_matrix(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert code == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["kind"] == "features" and doc["served_model"] == "fake-model"
-    assert [r["feature"] for r in doc["results"]] == list(FEATURE_IDS)
-    outcomes = {r["feature"]: r["outcome"] for r in doc["results"]}
-    assert outcomes["structured_output"] == "supported" and outcomes["long_context"] == "supported"
-    assert outcomes["expert_parallel"] == "disabled"  # MoE from --model-path, no --enable-expert-parallel
-    assert outcomes["graph_mode"] == "error"  # an endpoint shows neither argv nor log
+    assert [r["feature"] for r in doc["features"]] == list(FEATURE_IDS)
+    outcomes = {r["feature"]: (r["outcome"], r["basis"]) for r in doc["features"]}
+    assert outcomes["structured_output"] == ("supported", "request")
+    assert outcomes["long_context"] == ("supported", "request")
+    assert outcomes["expert_parallel"] == ("unsupported", "disabled")  # MoE (--model-path), no EP flag
+    assert outcomes["graph_mode"] == ("unsupported", "error")  # an endpoint shows neither argv nor log
+    assert outcomes["multimodal"] == ("not-applicable", "config")
 
 
 def test_people_get_a_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,3 +88,25 @@ def test_people_get_a_table(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr()
     assert "supported" in out.out and "Structured output" in out.out
     assert "structured_output: supported" in out.err
+
+
+def test_an_endpoint_matrix_reads_as_the_deliverables_expect(tmp_path: Path) -> None:
+    """features.json as written is what the deliverables' reader accepts (four outcomes, a list)."""
+    from stackcert.config import StackSpec
+    from stackcert.engines.base import ModelRef
+    from stackcert.features import probe_features, write_features
+    from stackcert.report.deliverable_data import read_features
+
+    with FakeFeaturesServer() as fake:
+        fake.behaviour.hostile = "hang"  # errors too must stay within the four outcomes
+        matrix = probe_features(
+            fake,
+            StackSpec(name="fake", engine="vllm"),
+            ModelRef(path=Path(""), served_name="fake-model", tokenizer=Path("")),
+            options=FeatureOptions(budget_s=3, request_timeout_s=1, capacity_budget_s=0),
+        )
+    write_features(tmp_path / "features.json", matrix)
+    read = read_features(tmp_path)
+    assert read is not None and [f.feature for f in read] == list(FEATURE_IDS)
+    assert {f.outcome for f in read} <= {"supported", "unsupported", "not-applicable", "checkpoint-missing"}
+    assert [f.outcome for f in read] == [r.outcome for r in matrix.features]

@@ -41,7 +41,7 @@ def test_compiled_server_gets_every_outcome_with_evidence(tmp_path: Path) -> Non
     argv = ["python", "-m", "vllm", "--max-model-len", "1024", "--max-num-seqs", "8"]
     with FakeFeaturesServer(argv=argv, log_text=engine_log(chunk=256), tmp=tmp_path) as fake:
         m = _probe(fake, _model(tmp_path))
-    outcomes = m.outcomes()
+    outcomes = m.decisions()
     assert list(outcomes) == list(FEATURE_IDS)
     assert outcomes == {
         "graph_mode": "supported",
@@ -82,7 +82,7 @@ def test_compiled_server_gets_every_outcome_with_evidence(tmp_path: Path) -> Non
     assert any("max_num_seqs 8 < target 16" in r for r in cap.capacity.reasons)
     assert [s.concurrency for s in cap.capacity.ramp] == [1, 2, 4, 8]
     assert cap.capacity.max_ok_concurrency == 8 and cap.capacity.ramp_stopped_by == "limit"
-    assert all(r.duration_s >= 0 for r in m.results) and m.duration_s < 30
+    assert all(r.duration_s >= 0 for r in m.features) and m.duration_s < 30
 
 
 def test_eager_and_disabled_features_say_which_field_decided(tmp_path: Path) -> None:
@@ -91,21 +91,29 @@ def test_eager_and_disabled_features_say_which_field_decided(tmp_path: Path) -> 
         fake.behaviour.prefix_caching = False
         m = _probe(fake, _model(tmp_path))
     graph = m.result("graph_mode")
-    assert graph is not None and graph.outcome == "disabled" and graph.mode == "eager"
+    assert (
+        graph is not None
+        and (graph.outcome, graph.basis) == ("unsupported", "disabled")
+        and graph.mode == "eager"
+    )
     assert graph.decided_by == "enforce_eager=True (log line 2)"
     prefix = m.result("prefix_caching")
-    assert prefix is not None and prefix.outcome == "disabled"
+    assert prefix is not None and (prefix.outcome, prefix.basis) == ("unsupported", "disabled")
     assert prefix.metrics["prefix_cache_hits_delta"] == 0
     chunk = m.result("chunked_prefill")
-    assert chunk is not None and chunk.outcome == "disabled" and not chunk.requests
+    assert (
+        chunk is not None
+        and (chunk.outcome, chunk.basis) == ("unsupported", "disabled")
+        and not chunk.requests
+    )
 
 
 def test_prefix_cache_enabled_but_never_hit_is_unsupported(tmp_path: Path) -> None:
     with FakeFeaturesServer(log_text=engine_log(), tmp=tmp_path) as fake:
         fake.behaviour.prefix_caching = False
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"features": ["prefix_caching"]}))
-    [res] = m.results
-    assert res.outcome == "unsupported" and "no cache hits" in res.summary
+    [res] = m.features
+    assert (res.outcome, res.basis) == ("unsupported", "request") and "no cache hits" in res.evidence
 
 
 def test_prefix_cache_from_usage_when_metrics_absent(tmp_path: Path) -> None:
@@ -113,8 +121,10 @@ def test_prefix_cache_from_usage_when_metrics_absent(tmp_path: Path) -> None:
         fake.behaviour.metrics = False
         fake.behaviour.cached_tokens_in_usage = True
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"features": ["prefix_caching"]}))
-    [res] = m.results
-    assert res.outcome == "supported" and res.metrics["usage_cached_tokens"] >= BLOCK
+    [res] = m.features
+    assert (res.outcome, res.basis) == ("supported", "request") and res.metrics[
+        "usage_cached_tokens"
+    ] >= BLOCK
     assert "prefix_cache_hits_delta" not in res.metrics
 
 
@@ -122,7 +132,7 @@ def test_nothing_to_decide_from_is_error_not_a_guess(tmp_path: Path) -> None:
     with FakeFeaturesServer() as fake:  # no log, no argv, no metrics, no cached_tokens
         fake.behaviour.metrics = False
         m = _probe(fake, ModelRef(path=Path(""), served_name="fake-model", tokenizer=Path("")))
-    outcomes = m.outcomes()
+    outcomes = m.decisions()
     assert outcomes["graph_mode"] == "error"
     assert outcomes["prefix_caching"] == "error"
     assert outcomes["chunked_prefill"] == "error"
@@ -139,8 +149,8 @@ def test_checkpoint_found_through_the_servers_root(tmp_path: Path) -> None:
             ModelRef(path=Path(""), served_name="fake-model", tokenizer=Path("")),
             FAST.model_copy(update={"features": ["expert_parallel"]}),
         )
-    [res] = m.results
-    assert res.outcome == "disabled" and res.mode == "MoE, 8 experts"
+    [res] = m.features
+    assert (res.outcome, res.basis) == ("unsupported", "disabled") and res.mode == "MoE, 8 experts"
     assert m.model_path == str(model.path)
 
 
@@ -156,7 +166,7 @@ def test_moe_mtp_and_vision_checkpoints(tmp_path: Path) -> None:
     with FakeFeaturesServer(argv=argv) as fake:
         m = _probe(fake, _model(tmp_path, config), FAST.model_copy(update={"features": only}))
         chat = [r for r in fake.behaviour.requests if "messages" in r]
-    assert m.outcomes() == {
+    assert m.decisions() == {
         "expert_parallel": "supported",
         "speculative_decoding": "disabled",
         "multimodal": "supported",
@@ -177,9 +187,9 @@ def test_vision_request_refused_is_unsupported_and_spec_config_is_supported(tmp_
         config = {"model_type": "qwen2_vl", "vision_config": {}, "image_token_id": 151655}
         only = ["multimodal", "speculative_decoding"]
         m = _probe(fake, _model(tmp_path, config), FAST.model_copy(update={"features": only}))
-    assert m.outcomes() == {"speculative_decoding": "supported", "multimodal": "unsupported"}
+    assert m.decisions() == {"speculative_decoding": "supported", "multimodal": "unsupported"}
     mm = m.result("multimodal")
-    assert mm is not None and mm.requests[0].status == 400 and "image input not supported" in mm.summary
+    assert mm is not None and mm.requests[0].status == 400 and "image input not supported" in mm.evidence
 
 
 @pytest.mark.parametrize(
@@ -190,8 +200,8 @@ def test_structured_output_that_does_not_hold(tmp_path: Path, mode: str, words: 
     with FakeFeaturesServer() as fake:
         fake.behaviour.structured = mode
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"features": ["structured_output"]}))
-    [res] = m.results
-    assert res.outcome == "unsupported" and words in res.summary
+    [res] = m.features
+    assert res.outcome == "unsupported" and words in res.evidence
     assert res.requests[0].body is not None and "response_format" in res.requests[0].body
 
 
@@ -200,13 +210,13 @@ def test_hostile_answers_end_in_outcomes_not_exceptions(tmp_path: Path, hostile:
     with FakeFeaturesServer(log_text=engine_log(chunk=256), tmp=tmp_path) as fake:
         fake.behaviour.hostile = hostile
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"capacity_budget_s": 1}))
-    outcomes = m.outcomes()
+    outcomes = m.decisions()
     assert list(outcomes) == list(FEATURE_IDS)
     for feature in ("graph_mode", "prefix_caching", "long_context", "structured_output", "capacity"):
         assert outcomes[feature] in ("unsupported", "error"), (feature, outcomes[feature])
-    errors = [ev.error for r in m.results for ev in r.requests if ev.path == "/v1/completions"]
+    errors = [ev.error for r in m.features for ev in r.requests if ev.path == "/v1/completions"]
     assert errors and (all(errors) if hostile != "empty" else "empty text" in errors)
-    for res in m.results:
+    for res in m.features:
         for ev in res.requests:
             assert len(ev.excerpt) <= 300
     json.dumps(features_document(m))  # the evidence stays serialisable
@@ -220,11 +230,11 @@ def test_a_hanging_server_is_bounded_by_the_budget(tmp_path: Path) -> None:
         m = _probe(fake, _model(tmp_path), options)
         took = time.monotonic() - t0
     assert took < 4 + 2 + 2  # the budget, one request limit, slack
-    outcomes = m.outcomes()
+    outcomes = m.decisions()
     assert outcomes["graph_mode"] == "unsupported"
-    assert "no complete answer within 2s" in (m.results[0].requests[0].error or "")
-    spent = [r for r in m.results if "time budget of 4s was spent" in r.summary]
-    assert spent and all(r.outcome == "error" for r in spent)
+    assert "no complete answer within 2s" in (m.features[0].requests[0].error or "")
+    spent = [r for r in m.features if "time budget of 4s was spent" in r.evidence]
+    assert spent and all((r.outcome, r.basis) == ("unsupported", "error") for r in spent)
     assert outcomes["expert_parallel"] in ("not-applicable", "error")
 
 
@@ -234,7 +244,7 @@ def test_capacity_ramp_stops_at_the_first_errors(tmp_path: Path) -> None:
         fake.behaviour.max_in_flight = 3
         fake.behaviour.completion_delay_s = 0.3
         m = _probe(fake, _model(tmp_path), options)
-    [res] = m.results
+    [res] = m.features
     cap = res.capacity
     assert cap is not None and res.outcome == "supported"
     assert cap.ramp_stopped_by == "errors" and cap.max_ok_concurrency == 2
@@ -248,7 +258,7 @@ def test_capacity_ramp_respects_its_time(tmp_path: Path) -> None:
     with FakeFeaturesServer(log_text=engine_log(), tmp=tmp_path) as fake:
         fake.behaviour.completion_delay_s = 0.6
         m = _probe(fake, _model(tmp_path), options)
-    cap = m.results[0].capacity
+    cap = m.features[0].capacity
     assert cap is not None and cap.ramp_stopped_by == "budget"
     assert 1 <= cap.max_ok_concurrency < 64
 
@@ -259,7 +269,7 @@ def test_features_json_round_trip(tmp_path: Path) -> None:
     path = write_features(tmp_path / "features.json", m)
     doc = json.loads(path.read_text())
     assert doc["kind"] == "features" and doc["schema_version"] and doc["features_schema"] == 1
-    assert [r["feature"] for r in doc["results"]] == ["graph_mode", "multimodal"]
+    assert [r["feature"] for r in doc["features"]] == ["graph_mode", "multimodal"]
     assert load_features(path) == m
     assert path.stat().st_mode & 0o077 == 0
 
@@ -269,7 +279,7 @@ def test_sized_prompts_never_overrun_max_model_len(tmp_path: Path) -> None:
         fake.behaviour.max_model_len = 300
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"features": ["long_context"]}))
         sent = [r["prompt"] for r in fake.behaviour.requests if "prompt" in r]
-    assert m.outcomes() == {"long_context": "supported"}
+    assert m.decisions() == {"long_context": "supported"}
     assert sent and max(count_tokens(p) for p in sent) <= 300
 
 
@@ -277,6 +287,6 @@ def test_without_tokenize_the_prompt_is_sized_from_usage(tmp_path: Path) -> None
     with FakeFeaturesServer() as fake:
         fake.behaviour.tokenize = False
         m = _probe(fake, _model(tmp_path), FAST.model_copy(update={"features": ["long_context"]}))
-    [res] = m.results
-    assert res.outcome == "supported", res.summary
+    [res] = m.features
+    assert res.outcome == "supported", res.evidence
     assert res.metrics["prompt_tokens"] <= 1024
