@@ -113,15 +113,15 @@ def result(
     """A FeatureResult (its duration is set by the caller); `basis` follows from the decision and the
     requests: disabled / error give outcome unsupported; otherwise request if any was sent, else config."""
     outcome: Outcome
-    basis: Basis
+    how: Basis
     if decision == "disabled" or decision == "error":
-        outcome, basis = "unsupported", decision  # an explicit basis cannot make these anything else
+        outcome, how = "unsupported", decision  # an explicit basis cannot make these anything else
     else:
-        outcome, basis = decision, basis or ("request" if requests else "config")
+        outcome, how = decision, basis or ("request" if requests else "config")
     return FeatureResult(
         feature=feature,
         outcome=outcome,
-        basis=basis,
+        basis=how,
         evidence=evidence,
         decided_by=decided_by,
         mode=mode,
