@@ -58,7 +58,8 @@ def scale_down_reasons(ctx: ProbeContext, base: CapacityBaseline) -> list[str]:
     if ml is None:
         reasons.append("max_model_len unknown")
     elif ml < tl:
-        cause = f"set by {src.describe()}" if src else "set by the engine"
+        setter = ctx.view.argv.get("max_model_len") or src  # the flag that asked for it, when there is one
+        cause = f"set by {setter.describe()}" if setter else "set by the engine"
         if mpe is not None and mpe < tl:
             cause += f"; the model itself allows at most {mpe} (config.json max_position_embeddings)"
         reasons.append(f"max_model_len {ml} < target {tl}: {cause}")

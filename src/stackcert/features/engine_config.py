@@ -79,6 +79,7 @@ class EngineView:
     """The settings known about a running engine; the first source read for a name wins."""
 
     settings: dict[str, Setting] = field(default_factory=dict)
+    argv: dict[str, Setting] = field(default_factory=dict, repr=False)  # what the command line asked
     has_log: bool = False
     has_argv: bool = False
 
@@ -143,12 +144,15 @@ def read_argv(view: EngineView, argv: list[str]) -> None:
         key, eq, inline = arg.partition("=")
         if key in _BOOL_FLAGS:
             name, value = _BOOL_FLAGS[key]
-            view.add(Setting(name, value, f"argv {arg}"))
+            view.argv[name] = Setting(name, value, f"argv {arg}")
+            view.add(view.argv[name])
         elif key in _VALUE_FLAGS:
             value = inline if eq else (argv[i + 1] if i + 1 < len(argv) else "")
             if key == "--enable-expert-parallel" and not eq:
                 value = "True"
-            view.add(Setting(_VALUE_FLAGS[key], clean(value, 200), f"argv {key}"))
+            name = _VALUE_FLAGS[key]
+            view.argv[name] = Setting(name, clean(value, 200), f"argv {key}")
+            view.add(view.argv[name])
 
 
 def read_log(view: EngineView, path: Path) -> None:

@@ -77,7 +77,8 @@ def test_compiled_server_gets_every_outcome_with_evidence(tmp_path: Path) -> Non
     assert cap is not None and cap.capacity is not None
     assert cap.capacity.max_num_seqs == 8 and cap.capacity.kv_cache_tokens == 50000
     assert cap.capacity.scaled_down and any(
-        "max_model_len 1024 < target 131072" in r for r in cap.capacity.reasons
+        "max_model_len 1024 < target 131072: set by max_model_len=1024 (argv --max-model-len)" in r
+        for r in cap.capacity.reasons
     )
     assert any("max_num_seqs 8 < target 16" in r for r in cap.capacity.reasons)
     assert [s.concurrency for s in cap.capacity.ramp] == [1, 2, 4, 8]
