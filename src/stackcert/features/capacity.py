@@ -106,7 +106,7 @@ def ramp(ctx: ProbeContext, base: CapacityBaseline) -> list[RequestEvidence]:
                 "temperature": 0,
             }
             reply = ctx.wire.post("/v1/completions", body, timeout=timeout)
-            text = completion_text(reply)
+            text = completion_text(reply, opts.capacity_max_tokens)
             if reply.ok and not (text or "").strip():
                 reply.evidence.error = "empty text"
             return reply.evidence

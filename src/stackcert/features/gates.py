@@ -13,7 +13,7 @@ from stackcert.answers import BadAnswer, clean, model_ids
 from stackcert.config import StackSpec
 from stackcert.engines import EngineStartError, ModelRef, Server, ServerTimeouts, launch_server
 from stackcert.features.engine_config import server_info
-from stackcert.features.models import DummyRealRow, GateCheck, WeightGate, WeightGates
+from stackcert.features.models import DummyRealRow, GateCheck, RequestEvidence, WeightGate, WeightGates
 from stackcert.features.wire import Wire, completion_text
 from stackcert.progress import NullProgress, Progress
 from stackcert.status import Status
@@ -28,16 +28,9 @@ def serving_check(server: Server, *, timeout: float = 60.0) -> GateCheck:
     t0 = time.monotonic()
     check = GateCheck(status=Status.RUNNING)
     with Wire(server, timeout=timeout) as wire:
-        models = wire.request("GET", "/v1/models")
-        check.requests.append(models.evidence)
-        if models.ok:
-            try:
-                ids = model_ids(models.data)
-                check.models_listed = server.served_model in ids
-                if not check.models_listed:
-                    models.evidence.error = f"'{server.served_model}' not among {clean(str(ids), 200)}"
-            except BadAnswer as exc:
-                models.evidence.error = str(exc)
+        models = models_listed(wire, server.served_model)
+        check.requests.append(models)
+        check.models_listed = models.ok
         body = {
             "model": server.served_model,
             "prompt": GATE_PROMPT,
@@ -46,7 +39,7 @@ def serving_check(server: Server, *, timeout: float = 60.0) -> GateCheck:
         }
         reply = wire.post("/v1/completions", body)
         check.requests.append(reply.evidence)
-        text = completion_text(reply)
+        text = completion_text(reply, GATE_MAX_TOKENS)
         if reply.ok and text == "":
             reply.evidence.error = "empty output"
         check.completion_ok = reply.ok and bool(text)
@@ -61,6 +54,19 @@ def serving_check(server: Server, *, timeout: float = 60.0) -> GateCheck:
     )
     check.duration_s = round(time.monotonic() - t0, 3)
     return check
+
+
+def models_listed(wire: Wire, served_model: str) -> RequestEvidence:
+    """GET /v1/models; its evidence has an error unless the answer is well-formed and lists the model."""
+    reply = wire.request("GET", "/v1/models")
+    if reply.ok:
+        try:
+            ids = model_ids(reply.data)
+            if served_model not in ids:
+                reply.evidence.error = f"'{served_model}' not among {clean(str(ids), 200)}"
+        except BadAnswer as exc:
+            reply.evidence.error = str(exc)
+    return reply.evidence
 
 
 def dummy_stack(stack: StackSpec) -> StackSpec:

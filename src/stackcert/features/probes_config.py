@@ -17,7 +17,7 @@ SERVE_PROMPT = "The capital of France is"
 def serves(ctx: ProbeContext) -> tuple[bool, RequestEvidence]:
     """One short greedy completion: does the server answer it with text, in its current configuration?"""
     reply = ctx.completion(SERVE_PROMPT, 4)
-    text = completion_text(reply)
+    text = completion_text(reply, 4)
     if text is not None and not text.strip():
         reply.evidence.error = "empty text"
     return reply.ok and bool(text and text.strip()), reply.evidence
@@ -180,7 +180,7 @@ def multimodal(ctx: ProbeContext) -> FeatureResult:
         ],
     }
     reply = ctx.post("/v1/chat/completions", body)
-    text = completion_text(reply)
+    text = completion_text(reply, 16)
     ok = reply.ok and bool(text and text.strip())
     return result(
         "multimodal",

@@ -96,7 +96,7 @@ def prefix_caching(ctx: ProbeContext) -> FeatureResult:
     if prompt_tokens is not None:
         metrics["prompt_tokens"] = float(prompt_tokens)
     decided = setting.describe() if setting else None
-    answered = [completion_text(first) is not None, completion_text(second) is not None]
+    answered = [completion_text(first, 1) is not None, completion_text(second, 1) is not None]
     if not all(answered):
         bad = first if not answered[0] else second
         return result(
@@ -198,7 +198,7 @@ def chunked_prefill(ctx: ProbeContext) -> FeatureResult:
         )
     prompt, sizing = sized_prompt(ctx, min(chunk + 64, max_len - 8))
     reply = ctx.completion(prompt, 1)
-    text = completion_text(reply)
+    text = completion_text(reply, 1)
     counts = usage_counts(reply)
     if "prompt_tokens" in counts:
         metrics["prompt_tokens"] = float(counts["prompt_tokens"])
@@ -228,7 +228,7 @@ def long_context(ctx: ProbeContext) -> FeatureResult:
     target = max(16, int(max_len * ctx.options.long_context_fill) - 8)
     prompt, sizing = sized_prompt(ctx, target)
     reply = ctx.completion(prompt, 1)
-    text = completion_text(reply)
+    text = completion_text(reply, 1)
     counts = usage_counts(reply)
     got = counts.get("prompt_tokens")
     metrics = {"max_model_len": float(max_len), "target_prompt_tokens": float(target)}
@@ -300,7 +300,7 @@ def structured_output(ctx: ProbeContext) -> FeatureResult:
         ctx.options.structured_max_tokens,
         response_format=fmt,
     )
-    text = completion_text(reply)
+    text = completion_text(reply, ctx.options.structured_max_tokens)
     decided = "request: response_format json_schema"
     if text is None:
         refused = reply.evidence.status is not None and reply.evidence.status != 200

@@ -12,11 +12,13 @@ from stackcert.answers import (
     LIMITS,
     BadAnswer,
     as_dict,
+    check_usage,
     clean,
     error_message,
     first_choice,
     json_content,
     loads,
+    most_tokens,
     opt_str,
     read_capped,
 )
@@ -146,12 +148,17 @@ def _error_text(raw: bytes, text: str) -> str:
     return clean(message or text, 200)
 
 
-def completion_text(reply: Reply) -> str | None:
-    """The generated text of a completions or chat answer; None (and the evidence's error set) if absent."""
+def completion_text(reply: Reply, max_tokens: int | None = None) -> str | None:
+    """The generated text of a completions or chat answer, the answer type-checked (choices, text,
+    finish_reason, usage counts; completion tokens against `max_tokens` when given); None (and the
+    evidence's error set) if it is absent or malformed."""
     if not reply.ok:
         return None
     try:
         choice = first_choice(reply.data, "answer")
+        opt_str(choice.get("finish_reason"), "choices[0].finish_reason")
+        most = most_tokens(max_tokens) if max_tokens is not None else 10_000_000
+        check_usage(reply.data.get("usage"), "usage", most_completion=most)
         text = opt_str(choice.get("text"), "choices[0].text")
         if text is None and "message" in choice:
             message = as_dict(choice.get("message"), "choices[0].message")
