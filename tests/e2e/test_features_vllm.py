@@ -104,3 +104,23 @@ def test_weight_gates_dummy_then_real(
     gates = weight_gates(stack, stage_a=stage_a, stage_b=stage_b)
     assert gates.pass_allowed
     assert {r.aspect: r.dummy for r in gates.matrix}["status"] == "pass"
+
+
+def test_features_command_on_the_running_server(
+    vllm_lock: object, vllm_eager_server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`stackcert features --url` on real vLLM: the checkpoint is found through /v1/models' root."""
+    import json
+
+    from stackcert.cli.app import main
+
+    argv = ["features", "--url", vllm_eager_server.base_url, "--model", vllm_eager_server.served_model]
+    main([*argv, "--feature", "expert_parallel", "--feature", "structured_output", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["kind"] == "features" and doc["engine"] == "endpoint"
+    assert doc["model_path"] and Path(doc["model_path"], "config.json").is_file()
+    got = {f["feature"]: (f["outcome"], f["basis"]) for f in doc["features"]}
+    assert got == {
+        "expert_parallel": ("not-applicable", "config"),
+        "structured_output": ("supported", "request"),
+    }
