@@ -19,6 +19,7 @@ from stackcert.engines.base import ModelRef
 from stackcert.env.probe import HostInfo
 from stackcert.env.vendors import VendorRuntime
 from stackcert.evidence.findings import Finding
+from stackcert.features.models import FeatureMatrix, WeightGates
 from stackcert.install.gate import GateResult
 from stackcert.runmodel.config import RunConfig
 from stackcert.runmodel.results import CompareResult
@@ -131,6 +132,8 @@ class Report(BaseModel):
     install: GateResult | None = None
     model_ref: ModelRef | None = None
     stacks: dict[str, StackReport] = Field(default_factory=dict)
+    features: FeatureMatrix | None = Field(None, description="the candidate's serving features")
+    weights: WeightGates | None = Field(None, description="weight gates A (dummy) and B (real)")
     consistency: ConsistencyResult | None = None
     compare: CompareResult | None = None
     bisect: BisectReport | None = None

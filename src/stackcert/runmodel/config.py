@@ -19,6 +19,7 @@ from stackcert.consistency.options import ConsistencyOptions
 from stackcert.consistency.tokens import TokenSettings
 from stackcert.consistency.tolerance import ToleranceOverrides
 from stackcert.errors import ConfigError, UsageError
+from stackcert.features.models import FeatureOptions
 from stackcert.smoke.models import SmokeOptions
 from stackcert.yamlio import load_model_file
 
@@ -70,6 +71,20 @@ class BenchPhase(PhaseSpec):
         return [self.options.apply(p) for name in self.profiles for p in resolve_profile(name)]
 
 
+class FeaturesPhase(PhaseSpec):
+    """The feature matrix of the candidate's running server, and its time budget."""
+
+    timeout_s: float = Field(300.0, gt=0)
+    options: FeatureOptions = Field(default_factory=FeatureOptions)
+
+
+class WeightsPhase(PhaseSpec):
+    """The weight gates: stage A (dummy weights, its own engine start) and stage B (real weights)."""
+
+    timeout_s: float = Field(900.0, gt=0)
+    dummy: bool = Field(True, description="run stage A (one more engine start, in eager mode)")
+
+
 class BisectPhase(PhaseSpec):
     """The operator bisection's limits."""
 
@@ -83,6 +98,8 @@ class PhasesSpec(Strict):
     smoke: SmokePhase = Field(default_factory=SmokePhase)
     consistency: ConsistencyPhase = Field(default_factory=ConsistencyPhase)
     bench: BenchPhase = Field(default_factory=BenchPhase)
+    features: FeaturesPhase = Field(default_factory=FeaturesPhase)
+    weights: WeightsPhase = Field(default_factory=WeightsPhase)
     bisect: BisectPhase = Field(default_factory=BisectPhase)
 
 

@@ -58,6 +58,8 @@ class FakeOpenAIServer:
     def answer(self, prompt: str) -> str:
         if self.mode == "degenerate":
             return "!" * 40
+        if self.mode == "empty":  # HTTP 200 with no text
+            return ""
         if "12+7" in prompt:
             return " 12+7 = 20\nQuestion:" if self.mode == "wrong_answer" else " 12+7 = 19\nQuestion: What"
         return " a small town by the river, there lived"
