@@ -6,7 +6,8 @@ it), and at ``--stop-at`` (epoch seconds) sends SIGTERM, which `stackcert run` t
 interruption (engines stopped, the running step put back to pending). The next call continues it
 with ``stackcert run --resume RUN_DIR`` while the host is still warm (/tmp survives).
 
-    python3 cert_run.py start  --name NAME [--exclude mul] [--graphs] [--no-bench|...] --stop-at T
+    python3 cert_run.py start  --name NAME [--exclude mul] [--graphs] [--no-bench|...]
+                               [--prompts-file F] --stop-at T
     python3 cert_run.py resume --name NAME --stop-at T
 
 Run folder: /tmp/stackcert_runs/NAME. Model: $STACKCERT_GPU_MODEL (a converted checkpoint, real
@@ -39,10 +40,25 @@ def say(msg: str) -> None:
 
 
 def config(
-    name: str, exclude: list[str], *, graphs: bool, consistency: bool, bench: bool, bisect: bool = True
+    name: str,
+    exclude: list[str],
+    *,
+    graphs: bool,
+    consistency: bool,
+    bench: bool,
+    bisect: bool = True,
+    features: bool = True,
+    weights: bool = True,
+    dummy: bool = True,
+    prompts_file: str = "",
 ) -> dict[str, Any]:
-    """The `gpu` preset as tests/gpu/test_vllm_gems.py runs it (same phases, same options)."""
-    from stackcert.pipeline.config import from_preset
+    """The `gpu` preset as tests/gpu/test_vllm_gems.py runs it (same phases, same options).
+
+    ``prompts_file``: a JSONL of {"prompt": ...}; it replaces the 16 built-in prompts in BOTH the
+    greedy-token phase and the teacher-forced log-prob phase (consistency/phases.py `_prompts`), so
+    with ``sharegpt_texts: 0`` the log-prob check scores exactly those texts, in one round.
+    """
+    from stackcert.runmodel.config import from_preset
 
     cfg = from_preset("gpu").model_dump(mode="json")
     cfg["name"] = name
@@ -51,12 +67,14 @@ def config(
     if graphs:  # CUDA graphs (and vLLM's torch.compile) on both stacks
         for stack in cfg["stacks"].values():
             stack["engine_args"]["enforce_eager"] = False
-    cfg["phases"]["consistency"].update(
-        enabled=consistency,
-        options={"tokens": {"max_tokens": 32}, "sharegpt_texts": 0, "task_limit": 40},
-    )
+    options: dict[str, Any] = {"tokens": {"max_tokens": 32}, "sharegpt_texts": 0, "task_limit": 40}
+    if prompts_file:
+        options["prompts_file"] = str(Path(prompts_file).resolve())
+    cfg["phases"]["consistency"].update(enabled=consistency, options=options)
     cfg["phases"]["bench"]["enabled"] = bench
     cfg["phases"]["bisect"].update(enabled=bisect, timeout_s=480)
+    cfg["phases"]["features"]["enabled"] = features
+    cfg["phases"]["weights"].update(enabled=weights, dummy=dummy)
     return cfg
 
 
@@ -119,7 +137,23 @@ def summary(run_dir: Path, rc: int, wall: float) -> dict[str, Any]:
         "perf": compare.get("perf"),
         "consistency_status": cons.get("status"),
         "consistency": {k: cons.get(k) for k in ("tokens", "logprobs", "tasks") if k in cons},
+        "consistency_findings": cons.get("findings"),
     }
+    bis = read(run_dir / "bisect.json")
+    if bis:
+        res = bis.get("result") or {}
+        out["bisect"] = {
+            k: bis.get(k)
+            for k in ("duration_s", "active_count", "traceback_operator", "traceback_source", "engine_starts",
+                      "timing", "starts", "findings")
+        }
+        out["bisect"]["result"] = {k: v for k, v in res.items() if k not in ("active_ops",)}
+        out["bisect"]["active_ops"] = len(res.get("active_ops") or [])
+    for name in ("features", "weights", "weights_dummy"):
+        data = read(run_dir / f"{name}.json")
+        if data:
+            out[name] = data
+    out["report_findings"] = report.get("findings")
     for stack in ("native", "flaggems"):
         info = read(run_dir / "stacks" / stack / "server.json")
         ops = read(run_dir / "stacks" / stack / "effective_ops.json")
@@ -143,6 +177,10 @@ def main() -> int:
     p.add_argument("--no-consistency", action="store_true")
     p.add_argument("--no-bench", action="store_true")
     p.add_argument("--no-bisect", action="store_true")
+    p.add_argument("--no-features", action="store_true", help="phases.features.enabled: false")
+    p.add_argument("--no-weights", action="store_true", help="phases.weights.enabled: false (gates A and B)")
+    p.add_argument("--no-dummy", action="store_true", help="phases.weights.dummy: false (no gate A start)")
+    p.add_argument("--prompts-file", default="", help="JSONL prompts for the greedy and log-prob phases")
     p.add_argument("--stop-at", type=float, required=True, help="epoch seconds: SIGTERM the run then")
     p.add_argument("--tag", default="", help="this call's tag in the file names (default: the mode)")
     a = p.parse_args()
@@ -161,6 +199,10 @@ def main() -> int:
             consistency=not a.no_consistency,
             bench=not a.no_bench,
             bisect=not a.no_bisect,
+            features=not a.no_features,
+            weights=not a.no_weights,
+            dummy=not a.no_dummy,
+            prompts_file=a.prompts_file,
         )
         RUNS.mkdir(parents=True, exist_ok=True)
         cfg_path = RUNS / f"{a.name}.yaml"
@@ -179,7 +221,7 @@ def main() -> int:
         print("verdict reasons:", json.dumps(result["verdict"].get("reasons"), indent=1))
     with tarfile.open(out / f"{a.name}-{tag}.tar.gz", "w:gz") as tar:
         tar.add(run_dir, arcname=a.name)
-    for name in ("report.json", "report.md", "state.json"):
+    for name in ("report.json", "report.md", "state.json", "bisect.json"):
         if (run_dir / "report.json").exists() and (run_dir / name).exists():
             shutil.copy(run_dir / name, out / f"{a.name}.{name}")
     return rc
