@@ -44,7 +44,9 @@ def analyse(run_dir: Path, wall_s: float | None = None) -> dict[str, object]:
         "within_target": bool(wall_s and wall_s <= TARGET_S),
         "engine_starts": dict(per_stack),
         "engine_starts_total": sum(per_stack.values()),
-        "flagrelease_engine_starts": FLAGRELEASE_STARTS_PER_STACK * max(len(per_stack), 2),
+        # per certified stack (the dummy-weight gate's start is stackcert's own extra check)
+        "flagrelease_engine_starts": FLAGRELEASE_STARTS_PER_STACK
+        * max(len([s for s in per_stack if "(dummy" not in s]), 2),
         "verdict": report.get("status"),
         "adaptation_s": round(sum(_duration(state, s) for s in ADAPTATION_STEPS), 1),
         "steps": {s["id"]: [s["status"], s.get("duration_s")] for s in steps},
