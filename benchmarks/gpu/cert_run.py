@@ -144,8 +144,16 @@ def summary(run_dir: Path, rc: int, wall: float) -> dict[str, Any]:
         res = bis.get("result") or {}
         out["bisect"] = {
             k: bis.get(k)
-            for k in ("duration_s", "active_count", "traceback_operator", "traceback_source", "engine_starts",
-                      "timing", "starts", "findings")
+            for k in (
+                "duration_s",
+                "active_count",
+                "traceback_operator",
+                "traceback_source",
+                "engine_starts",
+                "timing",
+                "starts",
+                "findings",
+            )
         }
         out["bisect"]["result"] = {k: v for k, v in res.items() if k not in ("active_ops",)}
         out["bisect"]["active_ops"] = len(res.get("active_ops") or [])
