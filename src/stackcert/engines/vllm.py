@@ -49,6 +49,9 @@ def cpu_memory_fraction() -> float:
 PORT_RETRIES = 3
 VLLM_PHASES = phase_rules(
     [
+        # The weights are in once vLLM says how long they took; the profile run (memory profiling,
+        # the first kernels) comes next, and a crash there is not a weight-loading failure.
+        (r"Loading weights took|Model loading took", "profiling"),
         (r"Starting to load model|Loading safetensors|Loading weights|Loading model", "loading_weights"),
         (
             r"Warming up model for the compilation|Dynamo bytecode transform|Compiling a graph|"
