@@ -47,6 +47,9 @@ ENGINE_ARGS: dict[str, frozenset[str] | None] = {
 }
 
 
+PARALLEL_KEYS = ("tensor_parallel_size", "pipeline_parallel_size")
+
+
 class StackSpec(Strict):
     """A named way to run the same model."""
 
@@ -64,6 +67,12 @@ class StackSpec(Strict):
     components: list[str] = Field(
         default_factory=list, description="the replacement components this stack turns on (for diagnosis)"
     )
+    tensor_parallel_size: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM: devices per pipeline stage; default: the devices the host has (1 on CPU)",
+    )
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="vLLM: pipeline stages; default 1")
 
     @model_validator(mode="after")
     def _endpoint_needs_url(self) -> StackSpec:
@@ -87,6 +96,31 @@ class StackSpec(Strict):
                 f"(it accepts: {takes})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _parallel_on_vllm_only(self) -> StackSpec:
+        # One place for the parallel sizes: the stack's fields, never engine_args as well.
+        for key in PARALLEL_KEYS:
+            if key in self.engine_args and self.engine == "vllm":
+                raise ValueError(f"set {key} on the stack itself, not in engine_args")
+            if getattr(self, key) not in (None, 1) and self.engine != "vllm":
+                raise ValueError(f"{key} needs the vllm engine (the {self.engine} engine runs on one device)")
+        return self
+
+    @property
+    def parallel_devices(self) -> int | None:
+        """TP × PP when TP is set; None while TP is left to the host's device count."""
+        if self.tensor_parallel_size is None:
+            return None
+        return self.tensor_parallel_size * (self.pipeline_parallel_size or 1)
+
+    def launch_args(self) -> dict[str, Any]:
+        """engine_args with the parallel sizes that are set, as the engine receives them."""
+        args = dict(self.engine_args)
+        for key in PARALLEL_KEYS:
+            if getattr(self, key) is not None:
+                args[key] = getattr(self, key)
+        return args
 
     def child_env(self, base: dict[str, str]) -> dict[str, str]:
         """The environment a child process of this stack runs with."""
