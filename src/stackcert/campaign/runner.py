@@ -7,6 +7,7 @@ the others start, or resume their own run folder. The index is written after eve
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from typing import Any
 
 from stackcert.campaign.config import Entry, RaySpec
 from stackcert.campaign.index import write_index
+from stackcert.campaign.reaper import start_reaper
 from stackcert.campaign.state import CampaignState, EntryRecord, now, save_state
 from stackcert.campaign.task import locate, run_entry, run_finished, summary
 from stackcert.errors import UsageError
@@ -33,11 +35,13 @@ def ray_session(address: str | None, spec: RaySpec) -> Iterator[Any]:
             where="stackcert campaign",
             fix="pip install 'stackcert[campaign]'",
         ) from None
+    reaper = None if address else start_reaper()  # a killed campaign leaves no Ray process
     try:
         if address:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         else:
             ray.init(
+                address="local",  # always a new, private one: never someone else's cluster on this host
                 num_cpus=spec.num_cpus,
                 num_gpus=None,
                 object_store_memory=spec.object_store_mb * 1024**2,
@@ -45,6 +49,8 @@ def ray_session(address: str | None, spec: RaySpec) -> Iterator[Any]:
                 log_to_driver=False,
             )
     except (ConnectionError, RuntimeError, ValueError) as exc:
+        if reaper is not None:
+            os.close(reaper)
         raise UsageError(
             f"cannot start or reach Ray{f' at {address}' if address else ''}: {str(exc).splitlines()[0]}",
             where="--address" if address else "ray",
@@ -54,6 +60,8 @@ def ray_session(address: str | None, spec: RaySpec) -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
+        if reaper is not None:
+            os.close(reaper)
 
 
 def _check_fits(ray: Any, entries: list[Entry]) -> None:

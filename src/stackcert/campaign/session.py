@@ -34,7 +34,7 @@ def new_campaign(campaign: CampaignConfig, campaign_dir: Path | None = None) -> 
             where=str(campaign_dir),
             fix=f"continue it with --resume {campaign_dir}, or pick another --campaign-dir",
         )
-    private_dir(campaign_dir)
+    private_dir(campaign_dir / RUNS_DIR)  # run folders hold logs and answers: owner only
     campaign_dir = campaign_dir.resolve()
     save_plan(campaign_dir, entries, campaign.ray)
     state = new_state(campaign.name, campaign_dir, entries)
