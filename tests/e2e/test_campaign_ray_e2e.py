@@ -52,7 +52,7 @@ def campaign_yaml(good: str, twin: str, slow: str, hang: str) -> str:
     return (
         "name: e2e-ray\nmodels:\n  demo: {source: demo}\npairs:\n"
         f"  fast:\n{_stacks(good, twin)}"
-        f"  slow:\n{_stacks(good, slow)}"
+        f"  slow:\n{_stacks(slow, good)}"
         "    overrides: {phases: {bench: {options: {num_prompts: 12}}}}\n"
         f"  hanging:\n{_stacks(good, hang)}"
         "    resources: {timeout_s: 20}\n"
