@@ -82,7 +82,8 @@ def _apply(record: EntryRecord, result: dict[str, Any], started: float) -> None:
         if key in result:
             setattr(record, key, result[key])
     record.finished = now()
-    record.duration_s = round(time.monotonic() - started, 1)
+    took = result.get("duration_s")  # the run's own time; else since it was submitted (queue included)
+    record.duration_s = took if isinstance(took, float) else round(time.monotonic() - started, 1)
 
 
 def _failure(record: EntryRecord, exc: BaseException, *, cancelled: bool) -> dict[str, Any]:

@@ -112,11 +112,17 @@ def _watchdog(thread_id: int, timeout_s: float, fired: threading.Event) -> threa
 
 
 def run_entry(config_json: dict[str, Any], run_dir_text: str, timeout_s: float) -> dict[str, Any]:
-    """Run (or resume) one campaign run; its summary. Never raises for a run that fails."""
+    """Run (or resume) one campaign run; its summary and its time in the task (not queued)."""
     run_dir = Path(run_dir_text)
     if run_finished(run_dir):
         return summary(run_dir)
     t0 = time.monotonic()
+    result = _run(config_json, run_dir, timeout_s)
+    return {**result, "duration_s": round(time.monotonic() - t0, 1)}
+
+
+def _run(config_json: dict[str, Any], run_dir: Path, timeout_s: float) -> dict[str, Any]:
+    """The pipeline under the watchdog; never raises for a run that fails."""
     fired = threading.Event()
     timer = _watchdog(threading.get_ident(), timeout_s, fired)
     try:
@@ -128,7 +134,7 @@ def run_entry(config_json: dict[str, Any], run_dir_text: str, timeout_s: float) 
     except (Interrupted, KeyboardInterrupt):
         status = "timeout" if fired.is_set() else "error"
         what = f"ran past its {timeout_s:g}s limit" if fired.is_set() else "interrupted"
-        return {"status": status, "error": locate(run_dir, what), "duration_s": time.monotonic() - t0}
+        return {"status": status, "error": locate(run_dir, what)}
     except StackcertError as exc:
         return {"status": "error", "error": locate(run_dir, exc.one_line())}
     except Exception as exc:  # a crash: located, its traceback kept in the run folder
