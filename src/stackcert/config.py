@@ -97,12 +97,29 @@ class StackSpec(Strict):
             )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _parallel_from_engine_args(cls, data: Any) -> Any:
+        # One place for the parallel sizes: the stack's fields. A vLLM stack (or an earlier run's
+        # config.json / report.json) that has them in engine_args gets them moved there.
+        if not isinstance(data, dict) or data.get("engine", "vllm") != "vllm":
+            return data
+        args = data.get("engine_args")
+        if not isinstance(args, dict) or not any(key in args for key in PARALLEL_KEYS):
+            return data
+        data, args = dict(data), dict(args)
+        for key in PARALLEL_KEYS:
+            if key in args:
+                value = args.pop(key)
+                if data.get(key) not in (None, value):
+                    raise ValueError(f"{key} is set twice, on the stack and in engine_args")
+                data[key] = value
+        data["engine_args"] = args
+        return data
+
     @model_validator(mode="after")
     def _parallel_on_vllm_only(self) -> StackSpec:
-        # One place for the parallel sizes: the stack's fields, never engine_args as well.
         for key in PARALLEL_KEYS:
-            if key in self.engine_args and self.engine == "vllm":
-                raise ValueError(f"set {key} on the stack itself, not in engine_args")
             if getattr(self, key) not in (None, 1) and self.engine != "vllm":
                 raise ValueError(f"{key} needs the vllm engine (the {self.engine} engine runs on one device)")
         return self

@@ -53,8 +53,10 @@ def _gpus(n: int, visible: str | None = None) -> tuple[AcceleratorReport, ...]:
 def test_parallel_sizes_are_validated_and_live_on_the_stack() -> None:
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         StackSpec(name="v", tensor_parallel_size=0)
-    with pytest.raises(ValidationError, match="not in engine_args"):
-        StackSpec(name="v", engine_args={"tensor_parallel_size": 2})
+    moved = StackSpec(name="v", engine_args={"tensor_parallel_size": 2, "enforce_eager": True})
+    assert moved.tensor_parallel_size == 2 and moved.engine_args == {"enforce_eager": True}
+    with pytest.raises(ValidationError, match="set twice"):
+        StackSpec(name="v", tensor_parallel_size=4, engine_args={"tensor_parallel_size": 2})
     with pytest.raises(ValidationError, match="needs the vllm engine"):
         StackSpec(name="h", engine="transformers", tensor_parallel_size=2)
     stack = StackSpec(name="v", tensor_parallel_size=4, pipeline_parallel_size=2)
