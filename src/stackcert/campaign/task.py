@@ -90,25 +90,37 @@ def _open(config_json: dict[str, Any], run_dir: Path) -> tuple[RunConfig, Ledger
     return new_run(config, run_dir)
 
 
-def _watchdog(thread_id: int, timeout_s: float, fired: threading.Event) -> threading.Timer:
+class Watchdog:
     """Past timeout_s: KeyboardInterrupt in the task's thread; past the grace too: end the process."""
 
-    def hard_stop() -> None:
-        os._exit(124)
+    def __init__(self, timeout_s: float, grace_s: float = HARD_STOP_GRACE_S) -> None:
+        self.thread_id = threading.get_ident()
+        self.fired = threading.Event()
+        self.grace_s = grace_s
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._timers = [threading.Timer(timeout_s, self._expire)]
+        self._timers[0].daemon = True
+        self._timers[0].start()
 
-    def expire() -> None:
-        fired.set()
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(thread_id), ctypes.py_object(KeyboardInterrupt)
-        )
-        killer = threading.Timer(HARD_STOP_GRACE_S, hard_stop)
-        killer.daemon = True
-        killer.start()
+    def _expire(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self.fired.set()
+            exc = ctypes.py_object(KeyboardInterrupt)
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.thread_id), exc)
+            killer = threading.Timer(self.grace_s, lambda: os._exit(124))
+            killer.daemon = True
+            killer.start()
+            self._timers.append(killer)
 
-    timer = threading.Timer(timeout_s, expire)
-    timer.daemon = True
-    timer.start()
-    return timer
+    def stop(self) -> None:
+        """The task ended: no interrupt and no hard stop any more."""
+        with self._lock:
+            self._stopped = True
+            for timer in self._timers:
+                timer.cancel()
 
 
 def run_entry(config_json: dict[str, Any], run_dir_text: str, timeout_s: float) -> dict[str, Any]:
@@ -123,17 +135,17 @@ def run_entry(config_json: dict[str, Any], run_dir_text: str, timeout_s: float) 
 
 def _run(config_json: dict[str, Any], run_dir: Path, timeout_s: float) -> dict[str, Any]:
     """The pipeline under the watchdog; never raises for a run that fails."""
-    fired = threading.Event()
-    timer = _watchdog(threading.get_ident(), timeout_s, fired)
+    watchdog = Watchdog(timeout_s)
     try:
         try:
             config, ledger = _open(config_json, run_dir)
             execute(config, ledger)
         finally:
-            timer.cancel()
+            watchdog.stop()
     except (Interrupted, KeyboardInterrupt):
-        status = "timeout" if fired.is_set() else "error"
-        what = f"ran past its {timeout_s:g}s limit" if fired.is_set() else "interrupted"
+        fired = watchdog.fired.is_set()
+        status = "timeout" if fired else "error"
+        what = f"ran past its {timeout_s:g}s limit" if fired else "interrupted"
         return {"status": status, "error": locate(run_dir, what)}
     except StackcertError as exc:
         return {"status": "error", "error": locate(run_dir, exc.one_line())}

@@ -126,3 +126,49 @@ def test_exit_code_is_fail_while_a_run_gave_no_verdict(tmp_path: Path) -> None:
     assert exit_code(state) == 0
     state.entries[0].status = "timeout"
     assert exit_code(state) == 1
+
+
+def _entry_config(tmp_path: Path) -> dict[str, Any]:
+    _, entries, _ = new_campaign(_campaign(), tmp_path / "c")
+    return entries[0].config.model_dump(mode="json")
+
+
+def test_a_crashing_run_is_an_entry_with_its_located_error_and_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stackcert.campaign import task
+
+    def crash(config: Any, ledger: Any) -> Any:
+        ledger.start("env")
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(task, "execute", crash)
+    result = run_entry(_entry_config(tmp_path), str(tmp_path / "run"), 30.0)
+    assert result["status"] == "error" and "crashed: RuntimeError: boom" in result["error"]
+    assert "at step env" in result["error"]
+    assert "boom" in (tmp_path / "run" / "logs" / "campaign-task.traceback.txt").read_text()
+
+
+def test_a_run_past_its_limit_is_interrupted_and_resumable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from stackcert.campaign import task
+    from stackcert.pipeline.ledger import Ledger
+
+    def hang(config: Any, ledger: Any) -> Any:
+        ledger.start("env")
+        try:
+            while True:
+                time.sleep(0.05)
+        except KeyboardInterrupt:  # what the pipeline does with Ctrl-C: the step back to pending
+            ledger.interrupt("env")
+            raise
+
+    monkeypatch.setattr(task, "execute", hang)
+    t0 = time.monotonic()
+    result = run_entry(_entry_config(tmp_path), str(tmp_path / "run"), 0.5)
+    assert result["status"] == "timeout" and "ran past its 0.5s limit (at step env" in result["error"]
+    assert time.monotonic() - t0 < 20
+    assert Ledger.open(tmp_path / "run").first_unfinished() == "env"  # resumable from its ledger
