@@ -115,11 +115,13 @@ def test_cli_against_running_servers(eager: Server, model_ref: ModelRef, tmp_pat
 
     args = ["consistency", "--reference-url", eager.base_url, "--candidate-url", eager.base_url]
     args += ["--model", str(model_ref.path), "--served-model", eager.served_model, "--phase", "tokens"]
+    args += ["--prompts", "migration"]  # the seed's categories, as for a port against a ground truth
     args += ["--max-tokens", "8", "--run-dir", str(tmp_path), "--json"]
     out = CliRunner().invoke(app, args)
     assert out.exit_code == 0, out.output
     data = json.loads(out.stdout)
     assert data["status"] == "pass" and data["tokens"]["summary"]["failed"] == 0
+    assert data["tokens"]["summary"]["prompts"] == 10  # factual, Chinese, coding, competition math
     assert (tmp_path / "consistency" / "tokens.json").is_file()
 
 

@@ -124,6 +124,15 @@ def test_resume_finishes_the_run_with_a_verdict(resumed_run: dict[str, Any]) -> 
     for name in ("report.json", "report.md", "report.html"):
         assert (run_dir / name).stat().st_size > 0
     assert "Verdict: " in (run_dir / "report.html").read_text()
+    # the deliverables come from the same report, in the run folder (the resumed process wrote them)
+    documents = {p.name for p in (run_dir / "deliverables").iterdir()}
+    assert {"runbook.md", "model_card.md"} <= documents and any(n.endswith(".yaml") for n in documents)
+    # report.json reads back into the typed Report: the same models the pipeline computed
+    from stackcert.report.render import load_report
+
+    typed = load_report(run_dir)
+    assert typed.status.value == report["status"] and typed.consistency is not None
+    assert typed.consistency.status == report["consistency"]["status"]
 
 
 def test_steps_done_before_the_kill_are_not_redone(resumed_run: dict[str, Any]) -> None:

@@ -113,7 +113,11 @@ def test_full_flaggems_crashes_and_bisect_names_mul(tmp_path: Path) -> None:
 
 
 def test_flaggems_without_mul_qualifies(tmp_path: Path) -> None:
-    """The candidate re-run with `mul` excluded: it serves; consistency verdict and bench ratio recorded."""
+    """The candidate re-run with `mul` excluded: it serves; consistency verdict and bench ratio recorded.
+
+    Within 470 s only on a warm Triton cache; cold, the recorded run went over two device calls with
+    `stackcert run --resume` (benchmarks/gpu/cert_call.sh, docs/results/gpu-vllm-gems.md).
+    """
     rc, wall, run_dir = _run(tmp_path, _config(["mul"], bench=True, consistency=True), 470)
     steps = _steps(run_dir)
     report = _read(run_dir, "report.json")
@@ -137,5 +141,8 @@ def test_flaggems_without_mul_qualifies(tmp_path: Path) -> None:
     assert steps["candidate.serve"]["status"] == "pass"
     assert ops["problems"] == [] and "mul" not in ops["effective"] and len(ops["effective"]) > 100
     assert any(p["process"].startswith("EngineCore") for p in ops["processes"])
-    assert consistency.get("status") in ("pass", "fail")
+    # decided: pass, or fail / retest (inconclusive at this sample size) with located findings
+    assert consistency.get("status") in ("pass", "fail", "retest")
+    if consistency.get("status") != "pass":
+        assert consistency.get("findings") and all(f.get("message") for f in consistency["findings"])
     assert isinstance(compare.get("perf_ratio"), float)

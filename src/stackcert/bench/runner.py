@@ -167,7 +167,7 @@ async def run_bench_async(
     limits: ScaleLimits | None = None,
     api_key: str | None = None,
 ) -> BenchResult:
-    """The async form of run_bench: benchmark a server, write requests.jsonl and bench.json."""
+    """The async form of run_bench: benchmark a server, write requests.jsonl, return the result."""
     prog = progress or NullProgress()
     srv = None if isinstance(server, str) else server
     base_url = server if isinstance(server, str) else server.base_url

@@ -130,12 +130,16 @@ def bench(
             result = run_bench(url, model_ref, profiles, out_dir=out_dir, progress=prog)
         else:
             from stackcert.config import resolve_stack
-            from stackcert.engines import launch_server
+            from stackcert.engines.base import ServerTimeouts
+            from stackcert.pipeline.servers import ServerPool
 
             spec = resolve_stack(stack or "", preset)
             stack_dir = stack_folder(root, spec.name)
             out_dir = stack_dir / "bench"
-            with launch_server(spec, model_ref, run_dir=stack_dir, progress=prog) as server:
+            # the same pool as `stackcert run` starts and stops the engine
+            pool = ServerPool(None, start_timeout_s=ServerTimeouts().absolute, progress=prog)
+            with pool:
+                server = pool.start(spec, model_ref, stack_dir)
                 result = run_bench(server, model_ref, profiles, out_dir=out_dir, progress=prog)
     # --json prints the summary file as written (with the envelope): the same document as bench.json
     document = envelope("bench", result.model_dump(mode="json"))

@@ -8,6 +8,7 @@ from stackcert.cli import (
     consistency_cmd,  # noqa: F401
     deliverables_cmd,  # noqa: F401
     env_cmd,  # noqa: F401
+    features_cmd,  # noqa: F401
     install_cmd,  # noqa: F401
     migrate_cmd,  # noqa: F401
     model_cmd,  # noqa: F401

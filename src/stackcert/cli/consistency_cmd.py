@@ -22,7 +22,7 @@ from stackcert.cli.common import (
     status_text,
 )
 from stackcert.config import StackSpec, load_preset
-from stackcert.consistency import ConsistencyOptions, run_consistency
+from stackcert.consistency import ConsistencyOptions, ConsistencyResult, run_consistency
 from stackcert.engines.base import ModelRef, ServerTimeouts
 from stackcert.errors import ExitCode, UsageError
 from stackcert.paths import stack_folder
@@ -186,8 +186,8 @@ def consistency(
         result = run_consistency(
             ref, cand, model, options=opts, out_dir=out / "consistency", progress=progress
         )
-    data = {"run_dir": str(out), **result.model_dump(mode="json")}
-    emit(data, as_json=json_out, render=render)
+    data = {"run_dir": str(out), **result.model_dump(mode="json")}  # --json: the result and its folder
+    emit(data, as_json=json_out, render=lambda _: render(result, out))
     raise typer.Exit(int(EXIT[result.status]))
 
 
@@ -203,40 +203,39 @@ def _validate_inputs(opts: ConsistencyOptions) -> None:
             load_task(name, limit=opts.task_limit)
 
 
-def render(data: dict[str, Any]) -> None:
-    table = Table(title=f"consistency: {data['reference']} vs {data['candidate']}")
+def render(result: ConsistencyResult, run_dir: Path) -> None:
+    """The three phases as a table, the findings, the overall status."""
+    table = Table(title=f"consistency: {result.reference} vs {result.candidate}")
     for column in ("phase", "status", "detail"):
         table.add_column(column, overflow="fold")
-    tok = data.get("tokens")
-    if tok and tok.get("summary"):
-        s = tok["summary"]
+    tok = result.tokens
+    if tok is not None and tok.summary is not None:
+        s = tok.summary
         detail = (
-            f"{s['prompts']} prompts: {s['identical']} identical, {s['diverged_ok']} diverged as near ties "
-            f"({s.get('cross_scored', 0)} cross-scored), "
-            f"{s['failed']} failed; flags {s['flags'] or '-'}"
+            f"{s.prompts} prompts: {s.identical} identical, {s.diverged_ok} diverged as near ties "
+            f"({s.cross_scored} cross-scored), {s.failed} failed; flags {s.flags or '-'}"
         )
-        table.add_row("tokens", status_text(tok["status"]), detail)
-    lp = data.get("logprobs")
-    if lp and lp.get("comparison"):
-        c = lp["comparison"]
+        table.add_row("tokens", status_text(tok.status), detail)
+    lp = result.logprobs
+    if lp is not None and lp.comparison is not None:
+        c = lp.comparison
         checks = ", ".join(
-            f"{k['metric']} {k['value']:.3g} (≤ {k['ci_high']:.3g}) vs {k['limit']:.3g}: {k['decision']}"
-            for k in lp["checks"]
+            f"{k.metric} {k.value:.3g} (≤ {k.ci_high:.3g}) vs {k.limit:.3g}: {k.decision}" for k in lp.checks
         )
         detail = (
-            f"{c['tokens']} tokens, mean KL {c['mean_kl']:.2e}, top-1 {c['top1_agreement'] * 100:.1f} %, "
-            f"|Δlp| p99 {c['dlogprob_p99']:.3f} max {c['dlogprob_max']:.3f}; {checks}"
+            f"{c.tokens} tokens, mean KL {c.mean_kl:.2e}, top-1 {c.top1_agreement * 100:.1f} %, "
+            f"|Δlp| p99 {c.dlogprob_p99:.3f} max {c.dlogprob_max:.3f}; {checks}"
         )
-        table.add_row("logprobs", status_text(lp["status"]), detail)
-    for t in (data.get("tasks") or {}).get("tasks", []):
-        lo, hi = t["ci95_newcombe"]
+        table.add_row("logprobs", status_text(lp.status), detail)
+    for t in result.tasks.tasks if result.tasks is not None else []:
+        lo, hi = t.ci95_newcombe
         detail = (
-            f"{t['items']} items: ref {t['reference_accuracy'] * 100:.1f} % → cand "
-            f"{t['candidate_accuracy'] * 100:.1f} % (Δ {t['delta'] * 100:+.1f}, 95 % CI {lo * 100:+.1f}.."
-            f"{hi * 100:+.1f}), McNemar p={t['mcnemar']['p_value']:.3g}; {t['rules']['reason']}"
+            f"{t.items} items: ref {t.reference_accuracy * 100:.1f} % → cand "
+            f"{t.candidate_accuracy * 100:.1f} % (Δ {t.delta * 100:+.1f}, 95 % CI {lo * 100:+.1f}.."
+            f"{hi * 100:+.1f}), McNemar p={t.mcnemar.p_value:.3g}; {t.rules.reason}"
         )
-        table.add_row(f"task {t['task']}", status_text(t["status"]), detail)
+        table.add_row(f"task {t.task}", status_text(t.status), detail)
     console.print(table)
-    for f in data.get("findings", []):
-        console.print(f"[red]finding:[/] {f['message']}")
-    console.print(f"overall: {status_text(data['status'])}  ·  results in {data['run_dir']}/consistency/")
+    for f in result.findings:
+        console.print(f"[red]finding:[/] {f.message}")
+    console.print(f"overall: {status_text(result.status)}  ·  results in {run_dir}/consistency/")

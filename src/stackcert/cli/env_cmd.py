@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from rich.table import Table
 
 from stackcert.cli.app import JsonFlag, app, console, emit
 from stackcert.env.probe import HostInfo, probe_host
+from stackcert.env.vendors import VendorRuntime, get_vendor, vendor_runtime
 from stackcert.jsonio import envelope
 
 
@@ -56,17 +58,48 @@ def _render(info: HostInfo) -> None:
         console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
+def _render_runtime(runtimes: dict[str, VendorRuntime]) -> None:
+    """Each vendor's runtime env and vLLM arguments (what the stacks on it get)."""
+    for key, rt in runtimes.items():
+        console.print(f"[bold]runtime on {key}[/]", highlight=False)
+        for name, value in rt.env.items():
+            console.print(f"  env   {name}={value}", highlight=False)
+        if rt.cli_args:
+            console.print(f"  vllm  {escape(shlex.join(rt.cli_args))}", highlight=False)
+        if not rt.env and not rt.cli_args:
+            console.print("  (no vendor-specific settings)", highlight=False)
+        for note in rt.notes:
+            console.print(f"  note  {escape(note)}", highlight=False)
+
+
 @app.command("env")
 def env_command(
     json_out: JsonFlag = False,
     tool_timeout: Annotated[
         float, typer.Option("--tool-timeout", help="Seconds each vendor tool may take.", min=0.1)
     ] = 5.0,
+    vendor: Annotated[
+        str | None, typer.Option("--vendor", help="Also show this vendor's runtime settings.")
+    ] = None,
 ) -> None:
     """Probe the host: Python, glibc, CPU, memory, disk, accelerators and stack package versions."""
+    extra = get_vendor(vendor) if vendor else None
     info = probe_host(tool_timeout=tool_timeout)
+    keys = [a.vendor for a in info.accelerators] + ([extra.key] if extra else [])
+    runtimes = {k: vendor_runtime(k) for k in dict.fromkeys(keys)}
+
+    def render(_: object) -> None:
+        _render(info)
+        _render_runtime(runtimes)
+
     emit(
-        envelope("env", {"host": info.model_dump(mode="json")}),
+        envelope(
+            "env",
+            {
+                "host": info.model_dump(mode="json"),
+                "runtime": {k: v.model_dump(mode="json") for k, v in runtimes.items()},
+            },
+        ),
         as_json=json_out,
-        render=lambda _: _render(info),
+        render=render,
     )

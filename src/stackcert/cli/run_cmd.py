@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Group
@@ -18,13 +18,16 @@ from rich.text import Text
 
 from stackcert.cli.app import JsonFlag, app, console, emit, err_console, want_json
 from stackcert.errors import UsageError
-from stackcert.jsonio import read_json
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.preflight import preflight, redaction_note
 from stackcert.pipeline.runner import PLAN, Interrupted
 from stackcert.pipeline.session import execute, new_run, resume_run
+from stackcert.report.render import load_report
 from stackcert.report.safe import plain
+from stackcert.report.schema import Report
 from stackcert.runmodel.config import from_preset, load_run_config
+from stackcert.runmodel.layout import RunLayout
+from stackcert.runmodel.verdict import VerdictResult
 
 _ICON = {
     "pending": "[dim]·[/]",
@@ -128,32 +131,36 @@ def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _summary(report: dict[str, Any]) -> None:
-    table = Table(title=f"stackcert run {report.get('run_id', '')}")
+def _summary(report: Report) -> None:
+    """The step table and the verdict of a finished run."""
+    table = Table(title=f"stackcert run {report.run_id}")
     table.add_column("Step")
     table.add_column("Status")
     table.add_column("Duration", justify="right")
     table.add_column("Reason", overflow="fold")
-    for rec in report.get("timeline", []):
-        status = rec.get("status", "")
-        dur = rec.get("duration_s")
+    for rec in report.timeline:
+        status = rec.status.value
         table.add_row(
-            Text(rec.get("id", "")),
+            Text(rec.id),
             Text(status, style=_STYLE.get(status, "")),
-            f"{dur:.1f}s" if isinstance(dur, int | float) else "–",
-            Text(plain(rec.get("reason", ""), 300)),
+            f"{rec.duration_s:.1f}s" if rec.duration_s is not None else "–",
+            Text(plain(rec.reason, 300)),
         )
     console.print(table)
-    verdict = report.get("verdict", {})
-    color = {"PASS": "green", "PARTIAL": "yellow", "FAIL": "red"}.get(report.get("status", ""), "white")
-    console.print(
-        f"[bold {color}]Verdict: {report.get('status')}[/] · recommended stack: "
-        f"{verdict.get('recommended')} · engine starts: {report.get('engine_starts')}"
-    )
-    for reason in verdict.get("reasons", []):
-        console.print(Text(f"  - {plain(reason, 300)}"))
-    run_dir = Path(report.get("run_dir", "."))
+    _verdict_lines(report.verdict, report.engine_starts)
+    run_dir = Path(report.run_dir)
     console.print(f"Report: {run_dir / 'report.html'}  {run_dir / 'report.md'}  {run_dir / 'report.json'}")
+
+
+def _verdict_lines(verdict: VerdictResult, engine_starts: dict[str, int] | None) -> None:
+    """The verdict line and its reasons."""
+    color = {"PASS": "green", "PARTIAL": "yellow", "FAIL": "red"}.get(verdict.verdict.value, "white")
+    console.print(
+        f"[bold {color}]Verdict: {verdict.verdict.value}[/] · recommended stack: "
+        f"{verdict.recommended} · engine starts: {engine_starts}"
+    )
+    for reason in verdict.reasons:
+        console.print(Text(f"  - {plain(reason, 300)}"))
 
 
 @app.command("run")
@@ -212,15 +219,11 @@ def run_command(
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
-    report_path = ledger.run_dir / "report.json"
-    report = (
-        read_json(report_path)
-        if report_path.exists()
-        else {
-            "run_dir": str(ledger.run_dir),
-            "verdict": verdict.model_dump(mode="json"),
-            "status": verdict.verdict.value,
-        }
-    )
-    emit(report, as_json=json_out, render=_summary)
+    layout = RunLayout(ledger.run_dir, cfg.reference, cfg.candidate)
+    if layout.report_json.exists():
+        report = load_report(layout.report_json)
+        emit(report.model_dump(mode="json"), as_json=json_out, render=lambda _: _summary(report))
+    else:  # the report step itself failed: the verdict is all there is
+        data = {"run_dir": str(ledger.run_dir), "verdict": verdict.model_dump(mode="json")}
+        emit(data, as_json=json_out, render=lambda _: _verdict_lines(verdict, None))
     raise typer.Exit(verdict.exit_code)

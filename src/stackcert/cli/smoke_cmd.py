@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -22,35 +22,37 @@ from stackcert.config import load_preset
 from stackcert.errors import ExitCode
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.paths import stack_folder
+from stackcert.smoke.models import SmokeResult
 
 
-def render_smoke(data: dict[str, Any]) -> None:
-    table = Table(title=f"smoke: stack {data['stack']} ({data['engine']})")
+def render_smoke(result: SmokeResult) -> None:
+    """The smoke checks of one stack as a table, then its findings and output sample."""
+    table = Table(title=f"smoke: stack {result.stack} ({result.engine})")
     for column in ("phase", "check", "status", "s", "detail"):
         table.add_column(column, overflow="fold")
-    for key, phase in (("phase_a_offline", "offline"), ("phase_b_serve", "serve")):
-        result = data[key]
-        if not result["checks"]:
-            table.add_row(phase, "-", status_text(result["status"]), "", result.get("reason", ""))
-        for check in result["checks"]:
+    for phase_result, phase in ((result.phase_a_offline, "offline"), (result.phase_b_serve, "serve")):
+        if not phase_result.checks:
+            table.add_row(phase, "-", status_text(phase_result.status.value), "", phase_result.reason)
+        for check in phase_result.checks:
             table.add_row(
                 phase,
-                check["name"],
-                status_text(check["status"]),
-                f"{check['duration_s']:.1f}",
-                check["detail"][:160],
+                check.name,
+                status_text(check.status.value),
+                f"{check.duration_s:.1f}",
+                check.detail[:160],
             )
     console.print(table)
-    for finding in data["findings"]:
-        where = "/".join(p for p in (finding["step"], finding["phase"]) if p)
+    for finding in result.findings:
+        where = "/".join(p for p in (finding.step, finding.phase) if p)
         console.print(
-            f"  [red]✗[/] [{where} {finding['layer']} {finding['component']} {finding['category']}] "
-            f"{finding['message'][:240]}",
+            f"  [red]✗[/] [{where} {finding.layer.value} {finding.component.value} {finding.category}] "
+            f"{finding.message[:240]}",
             highlight=False,
         )
-    if data["output_sample"]:
-        console.print(f"output sample: {data['output_sample']!r}", highlight=False)
-    console.print(f"result: {status_text(data['status'])}  ({data['timings'].get('total_s', 0):.1f}s)")
+    if result.output_sample:
+        console.print(f"output sample: {result.output_sample!r}", highlight=False)
+    total = result.timings.get("total_s", 0.0)
+    console.print(f"result: {status_text(result.status.value)}  ({total:.1f}s)")
 
 
 @app.command("smoke")
@@ -77,7 +79,7 @@ def smoke(
             spec, model_ref, folder=stack_dir, options=SmokeOptions(offline=not no_offline), progress=progress
         )
     write_json_atomic(stack_dir / "smoke.json", envelope("smoke", result.model_dump(mode="json")))
-    emit(result.model_dump(mode="json"), as_json=json_out, render=render_smoke)
+    emit(result, as_json=json_out, render=render_smoke)
     if not want_json(json_out):
         console.print(f"[dim]written: {stack_dir / 'smoke.json'}[/]")
     raise typer.Exit(int(ExitCode.PASS if result.status == Status.PASS else ExitCode.FAIL))

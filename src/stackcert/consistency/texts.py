@@ -20,8 +20,22 @@ def builtin_prompts() -> list[str]:
     return load_prompt_file(Path(str(resources.files("stackcert.consistency") / "data" / "prompts.jsonl")))
 
 
+# Built-in prompt sets by name (`--prompts migration`): the seed's categories for checking a ported
+# model against a ground-truth server — factual, Chinese, coding and two competition-math items.
+BUILTIN_PROMPT_SETS = {"default": "prompts.jsonl", "migration": "prompts_migration.jsonl"}
+
+
+def prompt_set_path(name_or_path: Path) -> Path:
+    """A built-in prompt set's file when given its name, else the path itself."""
+    name = str(name_or_path)
+    if name in BUILTIN_PROMPT_SETS and not name_or_path.exists():
+        return Path(str(resources.files("stackcert.consistency") / "data" / BUILTIN_PROMPT_SETS[name]))
+    return name_or_path
+
+
 def load_prompt_file(path: Path) -> list[str]:
-    """JSONL with one `{"prompt": "..."}` per line; a bad line is reported with its number."""
+    """JSONL with one `{"prompt": "..."}` per line (or a built-in set's name); a bad line is named."""
+    path = prompt_set_path(path)
     rows = read_jsonl(path, what="prompt file")
     prompts = []
     for lineno, row in rows:

@@ -24,17 +24,23 @@ from stackcert.env.vendors import VENDORS, DetectCommand, ParseSpec, Vendor
 
 
 class Device(BaseModel):
+    """One accelerator device."""
+
     index: int
     name: str = ""
     memory_total_mib: int | None = None
 
 
 class Parsed(BaseModel):
+    """What a tool's output parsed into."""
+
     devices: list[Device] = Field(default_factory=list)
     driver_version: str | None = None
 
 
 class AcceleratorReport(BaseModel):
+    """One vendor's devices on this host, with its registry values."""
+
     vendor: str
     display: str
     tool: str
@@ -84,9 +90,10 @@ def _parse_regex(spec: ParseSpec, text: str) -> Parsed:
     if spec.device_regex:
         for m in re.finditer(spec.device_regex, text, flags=re.MULTILINE):
             groups = m.groupdict()
+            index = groups.get("device_id") or groups["index"]
             out.devices.append(
                 Device(
-                    index=int(groups["index"]),
+                    index=int(index),
                     name=(groups.get("name") or "").strip(),
                     memory_total_mib=_to_int(groups.get("memory_total_mib")),
                 )

@@ -35,6 +35,8 @@ STACK_PACKAGES: dict[str, tuple[str, ...]] = {
 
 
 class PackageVersion(BaseModel):
+    """A stack package's installed version (from metadata)."""
+
     module: str
     version: str | None = Field(None, description="None when not installed")
     distribution: str | None = Field(None, description="the distribution that provides it")
@@ -42,6 +44,8 @@ class PackageVersion(BaseModel):
 
 
 class HostInfo(BaseModel):
+    """Everything the host probe found."""
+
     python: str
     python_executable: str
     glibc: str | None = Field(None, description="e.g. '2.36'; None when it cannot be read")

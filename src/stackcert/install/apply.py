@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from stackcert.engines.process import run_command
+from stackcert.env.network import GITHUB, NetworkConfig
 from stackcert.env.probe import HostInfo
 from stackcert.env.vendors import Vendor
 from stackcert.errors import UsageError
 from stackcert.install.gate import GateResult, run_import_gate
 from stackcert.install.plan import InstallPlan, PlanContext, PlanStep, build_plan
 from stackcert.install.protect import ProtectionCheck, check_pip_step, target_info, write_constraints
-from stackcert.install.spec import StackInstall
+from stackcert.install.spec import FLAGCX_HOME, StackInstall
 from stackcert.install.wheels import WheelTable
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import NullProgress, Progress
@@ -23,6 +25,8 @@ from stackcert.status import Status
 
 
 class StepOutcome(BaseModel):
+    """One executed step."""
+
     argv: list[str]
     status: Status
     returncode: int | None = None
@@ -33,13 +37,21 @@ class StepOutcome(BaseModel):
 
 
 class PackageOutcome(BaseModel):
+    """What happened to one package; git sources record the commit actually checked out."""
+
     name: str
     status: Status
     reason: str | None = None
+    source: str | None = None
+    url: str | None = None
+    pinned: str | None = Field(None, description="the commit or tag the plan pinned")
+    commit: str | None = Field(None, description="git rev-parse HEAD of the checkout after the install")
     steps: list[StepOutcome] = Field(default_factory=list)
 
 
 class InstallResult(BaseModel):
+    """install.json: the plan, every package's outcome (with pins and commits) and the gate."""
+
     passed: bool
     plan: InstallPlan
     packages: list[PackageOutcome]
@@ -58,8 +70,12 @@ def make_context(
     probe_network: bool = True,
     network_timeout: float = 3.0,
     probe_log: Path | None = None,
+    network: NetworkConfig | None = None,
+    flagcx_home: str = FLAGCX_HOME,
+    assume: dict[str, str] | None = None,
 ) -> PlanContext:
-    """Ask the target interpreter for its Python version and its protected packages' versions."""
+    """Ask the target interpreter for its Python version and its protected packages' versions;
+    `assume` (torch, triton, python, glibc, arch) overrides what was found, for planning elsewhere."""
     python = Path(os.path.abspath(python))
     if not python.exists():
         raise UsageError(
@@ -67,7 +83,12 @@ def make_context(
         )
     log = probe_log or run_dir / "install" / "target.log"
     version, pins = target_info(python, protect, timeout=60.0, log_path=log)
-    host = host.model_copy(update={"python": version})
+    assumed = dict(assume or {})
+    facts: dict[str, str] = {k: assumed[k] for k in ("python", "glibc", "arch") if k in assumed}
+    host = host.model_copy(update={"python": version, **facts})
+    if "torch" in assumed and "triton" not in assumed:
+        pins.pop("triton", None)  # this host's triton says nothing about the assumed target's
+    pins.update({k: v for k, v in assumed.items() if k in ("torch", "triton")})
     return PlanContext(
         host=host,
         vendor=vendor,
@@ -79,10 +100,14 @@ def make_context(
         wheel_dir=wheel_dir.resolve() if wheel_dir else None,
         probe_network=probe_network and not offline,
         network_timeout=network_timeout,
+        network=network or NetworkConfig(),
+        flagcx_home=flagcx_home,
+        assumed=assumed,
     )
 
 
 def plan_install(stack: StackInstall, ctx: PlanContext, table: WheelTable) -> InstallPlan:
+    """The plan for `stack` on the target described by `ctx`."""
     return build_plan(stack, ctx, table)
 
 
@@ -103,6 +128,7 @@ def _run_step(
                 timeout=min(step.timeout_s, 600.0),
                 log_dir=log_dir,
                 name=f"{index:02d}-{step.package}-dryrun",
+                env={**os.environ, **step.env},
             )
             if not check.ok:
                 return StepOutcome(
@@ -151,6 +177,18 @@ def apply_plan(
             where=", ".join(p.url for p in plan.network),
             fix="run with --offline --wheel-dir DIR (a folder of wheels made where the network works)",
         )
+    needs_github = any(
+        s.kind == "git" and (p.url or "").startswith(GITHUB)
+        for p in plan.packages
+        if not p.skipped
+        for s in p.steps
+    )
+    if not plan.offline and plan.github_prefix is None and needs_github and plan.network:
+        raise UsageError(
+            "GitHub is not usable directly or through a mirror, so the git sources cannot be fetched",
+            where=", ".join(p.url for p in plan.network if p.kind == "github"),
+            fix="add --github-mirror PREFIX or --proxy URL, or run with --offline --wheel-dir DIR",
+        )
     log_dir = run_dir / "install" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     write_constraints(Path(plan.constraints_file), plan.protected)
@@ -159,7 +197,9 @@ def apply_plan(
     index = 0
     prog.on_start("install", total=sum(len(p.steps) for p in plan.packages))
     for pkg in plan.packages:
-        out = PackageOutcome(name=pkg.name, status=Status.PASS)
+        out = PackageOutcome(
+            name=pkg.name, status=Status.PASS, source=pkg.source, url=pkg.url, pinned=pkg.pinned
+        )
         if pkg.skipped:
             out.status, out.reason = Status.SKIPPED, pkg.skipped
             outcomes.append(out)
@@ -173,6 +213,8 @@ def apply_plan(
             if res.status != Status.PASS:
                 out.status, out.reason = res.status, res.message
                 break
+        if pkg.checkout and any(s.kind == "git" for s in pkg.steps):
+            out.commit = _head_commit(Path(pkg.checkout))
         outcomes.append(out)
     values: dict[str, str] = {}
     for pkg in plan.packages:
@@ -182,7 +224,7 @@ def apply_plan(
         python=Path(plan.python),
         timeout=gate_timeout,
         log_dir=run_dir / "install" / "gate",
-        env={**os.environ, **values},
+        env={**os.environ, **plan.runtime.env, **values},
         values=values,
         progress=prog,
     )
@@ -195,5 +237,24 @@ def apply_plan(
     return result
 
 
+def _head_commit(checkout: Path) -> str | None:
+    """The commit a checkout is at (recorded in install.json), or None when it cannot be read."""
+    if not (checkout / ".git").exists():
+        return None
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = done.stdout.strip()
+    return out if done.returncode == 0 and len(out) == 40 else None
+
+
 def default_python() -> Path:
+    """The interpreter stackcert runs in."""
     return Path(sys.executable)

@@ -90,6 +90,8 @@ _CLI = {
 
 
 class PackageGate(BaseModel):
+    """The gate's verdict on one package."""
+
     name: str
     role: str
     required: bool
@@ -103,6 +105,8 @@ class PackageGate(BaseModel):
 
 
 class GateResult(BaseModel):
+    """The gate's verdict on the whole stack."""
+
     passed: bool
     python: str
     packages: list[PackageGate]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -30,12 +30,16 @@ print(json.dumps({"python": platform.python_version(), "versions": out}))
 
 
 class Replacement(BaseModel):
+    """A protected package a pip step would replace."""
+
     name: str
     installed: str
     would_install: str | None = Field(None, description="None when pip failed before choosing a version")
 
 
 class ProtectionCheck(BaseModel):
+    """The dry-run verdict on one pip step."""
+
     ok: bool
     would_install: dict[str, str] = Field(default_factory=dict)
     replaced: list[Replacement] = Field(default_factory=list)
@@ -43,6 +47,7 @@ class ProtectionCheck(BaseModel):
     log: str | None = None
 
     def message(self) -> str:
+        """One line for the step's outcome."""
         if self.ok:
             return "no protected package would change"
         if self.replaced:
@@ -109,6 +114,7 @@ def check_pip_step(
     timeout: float,
     log_dir: Path,
     name: str = "dryrun",
+    env: Mapping[str, str] | None = None,
 ) -> ProtectionCheck:
     """Dry-run `pip install <pip_args>` and refuse it if any protected package would change.
 
@@ -130,7 +136,7 @@ def check_pip_step(
         str(report),
         *pip_args,
     ]
-    done = run_command(argv, timeout=timeout, log_path=log)
+    done = run_command(argv, timeout=timeout, log_path=log, env=dict(env) if env is not None else None)
     pins = {_canon(k): (k, v) for k, v in protected.items()}
     if done.timed_out:
         return ProtectionCheck(ok=False, error=f"pip dry run took longer than {timeout:g}s", log=str(log))

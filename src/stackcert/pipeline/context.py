@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import ModelRef, Server
+from stackcert.env.vendors import VendorRuntime, vendor_runtime
 from stackcert.evidence.findings import Finding
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.servers import ServerPool
@@ -43,8 +44,23 @@ class RunContext:
     results: RunResults = field(default_factory=RunResults)
 
     def stack(self, role: str) -> StackSpec:
-        """The stack playing `role`."""
-        return self.config.reference_stack() if role == "reference" else self.config.candidate_stack()
+        """The stack playing `role`, with this host's vendor runtime settings (see `with_runtime`)."""
+        spec = self.config.reference_stack() if role == "reference" else self.config.candidate_stack()
+        return self.with_runtime(spec)
+
+    def runtime(self) -> VendorRuntime:
+        """The runtime settings of the probed accelerator's vendor (none before the env step, or on CPU)."""
+        return vendor_runtime(self.results.env.vendor if self.results.env is not None else None)
+
+    def with_runtime(self, stack: StackSpec) -> StackSpec:
+        """The stack with its vendor's env and engine arguments under its own (the stack's values win)."""
+        runtime = self.runtime()
+        if stack.url or runtime.vendor is None:
+            return stack
+        update: dict[str, object] = {"env": {**runtime.env, **stack.env}}
+        if stack.engine == "vllm":  # the runtime's engine arguments are vLLM keywords
+            update["engine_args"] = {**runtime.engine_args, **stack.engine_args}
+        return stack.model_copy(update=update)
 
     @property
     def model(self) -> ModelRef | None:

@@ -16,7 +16,6 @@ import time
 from stackcert.config import StackSpec
 from stackcert.diagnose import answers
 from stackcert.diagnose.vllm_probe import reference_answers
-from stackcert.engines import launch_server
 from stackcert.engines.base import EngineStartError
 from stackcert.errors import EngineError
 from stackcert.evidence.findings import Component, Finding, Layer
@@ -63,13 +62,13 @@ def ladder_reason(ctx: RunContext) -> str | None:
 
 
 def _try_level(ctx: RunContext, stack: StackSpec, reference: list[answers.Answer]) -> LevelTry:
-    folder = ctx.layout.ladder_dir(stack.name)
+    """Start one level through the run's pool (counted in the ledger), ask the probes, stop it."""
     t0 = time.monotonic()
     rec = LevelTry(level=stack.name)
     try:
-        with launch_server(stack, ctx.need_model(), run_dir=folder, progress=ctx.progress) as server:
-            rec.startup_s = server.info.startup_s
-            got = answers.collect(server, [a.prompt for a in reference], step="ladder")
+        server = ctx.pool.start(stack, ctx.need_model(), ctx.layout.ladder_dir(stack.name))
+        rec.startup_s = server.info.startup_s
+        got = answers.collect(server, [a.prompt for a in reference], step="ladder")
         outcome = answers.judge(reference, got, tol=0.5)
         rec.passed, rec.category, rec.reason = outcome.passed, outcome.category, outcome.reason
     except EngineStartError as err:
@@ -77,6 +76,8 @@ def _try_level(ctx: RunContext, stack: StackSpec, reference: list[answers.Answer
         rec.category, rec.reason = "start_failed", head.located() if head else str(err)
     except EngineError as err:
         rec.category, rec.reason = "crash", str(err)[:500]
+    finally:
+        ctx.pool.stop(stack.name)
     rec.seconds = round(time.monotonic() - t0, 2)
     return rec
 
@@ -87,7 +88,7 @@ def ladder_step(ctx: RunContext) -> Outcome:
     if why_not:
         return Outcome(status=Status.SKIPPED, reason=why_not)
     cfg = ctx.config
-    stacks = [cfg.stacks[name] for name in cfg.levels]
+    stacks = [ctx.with_runtime(cfg.stacks[name]) for name in cfg.levels]
     reference = kept_answers(ctx) or reference_answers(
         stacks[0], ctx.need_model(), run_dir=ctx.layout.ladder_dir(stacks[0].name)
     )

@@ -9,6 +9,7 @@ from stackcert.jsonio import now_iso, write_json_atomic
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
 from stackcert.pipeline.verdict import GateInputs, VerdictResult, decide
 from stackcert.report import extract
+from stackcert.report.deliverables import write_deliverables
 from stackcert.report.render import write_reports
 from stackcert.report.schema import FlagStep, FlagSteps, ModelSummary, Report, ServeAdvice, StackReport
 from stackcert.status import Status
@@ -32,6 +33,9 @@ def verdict_of(ctx: RunContext) -> VerdictResult:
             consistency_reasons=[f.message for f in res.findings("consistency")],
             perf_ok=compare.perf_ok if compare is not None else None,
             perf_ratio=compare.perf_ratio if compare is not None else None,
+            weights_required=cfg.phases.weights.enabled,
+            weights_ok=res.weights.pass_allowed if res.weights is not None else None,
+            weights_reason=ctx.ledger.get("weights").reason,
             smoke_enabled=cfg.phases.smoke.enabled,
             consistency_required=cfg.gates.require_consistency and cfg.phases.consistency.enabled,
             bench_required=cfg.gates.require_bench and cfg.phases.bench.enabled,
@@ -147,9 +151,12 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
         engine_starts={name: starts.get(name, 0) for name in (cfg.reference, cfg.candidate)},
         timeline=timeline,
         env=res.env,
+        vendor_runtime=ctx.runtime() if ctx.runtime().vendor is not None else None,
         install=res.install,
         model_ref=model,
         stacks=stacks,
+        features=res.features,
+        weights=res.weights,
         consistency=res.consistency,
         compare=res.compare,
         bisect=res.bisect,
@@ -162,10 +169,12 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
 
 
 def report_step(ctx: RunContext) -> Outcome:
-    """Write report.json (the typed Report), then report.md and report.html from it."""
+    """Write report.json (the typed Report), then report.md, report.html and the deliverables from it."""
     report = build_report(ctx)
     write_json_atomic(ctx.layout.report_json, report)
     write_reports(report, ctx.layout.root)
+    # The publishable documents, from the same report (measured values only; FAIL says not certified).
+    write_deliverables(report, ctx.layout.root)
     # The report is its own result file; no result in the outcome keeps the runner from overwriting it.
     ctx.ledger.get("report").result_file = ctx.layout.result_rel("report")
     return Outcome(status=Status.PASS, reason=f"verdict {report.status}")

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from stackcert.errors import StackcertError
 from stackcert.jsonio import envelope, write_json_atomic
-from stackcert.pipeline import analysis, steps
+from stackcert.pipeline import adaptation, analysis, steps
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
 from stackcert.pipeline.devices import with_parallel_defaults
 from stackcert.pipeline.ladder import ladder_step
@@ -39,12 +39,15 @@ PLAN: list[tuple[str, str]] = [
     ("env", "Probe the host"),
     ("install", "Install gate: the engine imports"),
     ("model", "Resolve the model"),
+    ("dummy_weights", "Weight gate A: the candidate on dummy weights"),
     ("reference.serve", "Start the reference engine"),
     ("reference.smoke", "Smoke test the reference"),
     ("reference.bench", "Benchmark the reference"),
     ("candidate.serve", "Start the candidate engine"),
     ("candidate.smoke", "Smoke test the candidate"),
     ("candidate.bench", "Benchmark the candidate"),
+    ("features", "Feature matrix of the candidate"),
+    ("weights", "Weight gate B: the candidate on real weights"),
     ("consistency", "Consistency: reference vs candidate"),
     ("compare", "Compare the stacks"),
     ("ladder", "Walk the isolation ladder"),
@@ -64,13 +67,13 @@ class Interrupted(Exception):
 
 def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -> tuple[bool, Any]:
     """Run fn in a daemon thread. (True, outcome or exception) when it ended, (False, None) on timeout."""
-    box: dict[str, Any] = {}
+    box: list[Outcome | BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = fn()
+            box.append(fn())
         except BaseException as exc:  # handed to the caller
-            box["value"] = exc
+            box.append(exc)
 
     worker = threading.Thread(target=target, name=f"step-{name}", daemon=True)
     worker.start()
@@ -80,7 +83,7 @@ def call_with_deadline(fn: Callable[[], Outcome], timeout_s: float, name: str) -
         if left <= 0:
             return False, None
         worker.join(timeout=min(0.25, left))  # short joins keep Ctrl-C responsive
-    return True, box.get("value")
+    return True, box[0] if box else None
 
 
 class Pipeline:
@@ -195,8 +198,16 @@ class Pipeline:
             self.step("env", lambda: steps.env_step(ctx), t.env)
             self.step("install", lambda: steps.install_step(ctx), t.install)
             self.step("model", lambda: steps.model_step(ctx), t.model, skip=self._gate())
+            weights = cfg.phases.weights
+            self.step(
+                "dummy_weights",
+                lambda: adaptation.dummy_weights_step(ctx),
+                weights.timeout_s,
+                skip=self._gate() or _off(weights.enabled and weights.dummy, "phases.weights.dummy"),
+            )
             for role in ROLES:
                 self._stack_steps(role)
+            self._adaptation()
             self._consistency()
             with contextlib.suppress(Exception):  # an optional saving; the bisection can start its own
                 analysis.keep_reference_answers(ctx)
@@ -244,6 +255,22 @@ class Pipeline:
                 on_timeout=lambda: ctx.pool.stop(name),
             )
 
+    def _adaptation(self) -> None:
+        """The feature matrix and weight gate B, while the candidate's real-weights server is up."""
+        cfg, ctx = self.config, self.ctx
+        serve_gate = self._serve_gate("candidate")
+        for step_id, fn, spec in (
+            ("features", adaptation.features_step, cfg.phases.features),
+            ("weights", adaptation.weights_step, cfg.phases.weights),
+        ):
+            self.step(
+                step_id,
+                functools.partial(fn, ctx),
+                spec.timeout_s,
+                skip=serve_gate or _off(spec.enabled, f"phases.{step_id}.enabled"),
+                on_timeout=lambda: ctx.pool.stop(ctx.stack("candidate").name),
+            )
+
     def _consistency(self) -> None:
         cfg, ctx = self.config, self.ctx
         spec = cfg.phases.consistency
@@ -257,3 +284,8 @@ class Pipeline:
             skip=skip,
             on_timeout=ctx.pool.stop_all,
         )
+
+
+def _off(enabled: bool, key: str) -> str | None:
+    """The skip reason of a step turned off in the config."""
+    return None if enabled else f"turned off ({key}: false)"

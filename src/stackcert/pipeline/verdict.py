@@ -31,6 +31,9 @@ class GateInputs(BaseModel):
     )
     perf_ok: bool | None = None
     perf_ratio: float | None = None
+    weights_required: bool = False
+    weights_ok: bool | None = Field(None, description="weight gate B passed (real weights serve)")
+    weights_reason: str = ""
     smoke_enabled: bool = True
     consistency_required: bool = True
     bench_required: bool = True
@@ -72,6 +75,9 @@ def decide(inputs: GateInputs) -> VerdictResult:
             reasons.append(
                 f"candidate smoke gate missed ({_describe('candidate.smoke', _st(s, 'candidate.smoke'))})"
             )
+        if inputs.weights_required and inputs.weights_ok is not True:
+            why = inputs.weights_reason or _describe("weights", _st(s, "weights"))
+            reasons.append(f"weight gate missed ({why})")
         if inputs.consistency_required:
             detail = "; ".join(inputs.consistency_reasons)
             if inputs.consistency == "retest":

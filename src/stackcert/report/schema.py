@@ -17,12 +17,14 @@ from stackcert.consistency.options import ConsistencyResult
 from stackcert.diagnose.bisect_report import BisectReport
 from stackcert.engines.base import ModelRef
 from stackcert.env.probe import HostInfo
+from stackcert.env.vendors import VendorRuntime
 from stackcert.evidence.findings import Finding
+from stackcert.features.models import FeatureMatrix, WeightGates
 from stackcert.install.gate import GateResult
 from stackcert.runmodel.config import RunConfig
 from stackcert.runmodel.results import CompareResult
 from stackcert.runmodel.steps import StepRecord
-from stackcert.runmodel.verdict import VerdictResult
+from stackcert.runmodel.verdict import Verdict, VerdictResult
 from stackcert.smoke.models import SmokeResult
 
 REPORT_SCHEMA = "stackcert.report/1"
@@ -104,7 +106,7 @@ class Report(BaseModel):
     """report.json: the FlagRelease-compatible summary, then every step's typed result."""
 
     # --- FlagRelease-compatible top section ---
-    status: str = Field(..., description="PASS | PARTIAL | FAIL")
+    status: Verdict = Field(..., description="PASS | PARTIAL | FAIL")
     pipeline: str = "stackcert run"
     model: ModelSummary
     steps: FlagSteps
@@ -124,9 +126,14 @@ class Report(BaseModel):
     engine_starts: dict[str, int] = Field(default_factory=dict)
     timeline: list[StepRecord] = Field(default_factory=list)
     env: HostInfo | None = None
+    vendor_runtime: VendorRuntime | None = Field(
+        None, description="the accelerator vendor's env and engine arguments applied to the stacks"
+    )
     install: GateResult | None = None
     model_ref: ModelRef | None = None
     stacks: dict[str, StackReport] = Field(default_factory=dict)
+    features: FeatureMatrix | None = Field(None, description="the candidate's serving features")
+    weights: WeightGates | None = Field(None, description="weight gates A (dummy) and B (real)")
     consistency: ConsistencyResult | None = None
     compare: CompareResult | None = None
     bisect: BisectReport | None = None

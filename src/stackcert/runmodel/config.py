@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from stackcert.bench.profiles import Profile, ProfileOverrides, resolve_profile
 from stackcert.config import ModelSpec, StackSpec, Strict, load_preset
 from stackcert.consistency.options import ConsistencyOptions
+from stackcert.consistency.tokens import TokenSettings
 from stackcert.consistency.tolerance import ToleranceOverrides
 from stackcert.errors import ConfigError, UsageError
+from stackcert.features.models import FeatureOptions
 from stackcert.smoke.models import SmokeOptions
 from stackcert.yamlio import load_model_file
 
@@ -69,6 +71,20 @@ class BenchPhase(PhaseSpec):
         return [self.options.apply(p) for name in self.profiles for p in resolve_profile(name)]
 
 
+class FeaturesPhase(PhaseSpec):
+    """The feature matrix of the candidate's running server, and its time budget."""
+
+    timeout_s: float = Field(300.0, gt=0)
+    options: FeatureOptions = Field(default_factory=FeatureOptions)
+
+
+class WeightsPhase(PhaseSpec):
+    """The weight gates: stage A (dummy weights, its own engine start) and stage B (real weights)."""
+
+    timeout_s: float = Field(900.0, gt=0)
+    dummy: bool = Field(True, description="run stage A (one more engine start, in eager mode)")
+
+
 class BisectPhase(PhaseSpec):
     """The operator bisection's limits."""
 
@@ -82,6 +98,8 @@ class PhasesSpec(Strict):
     smoke: SmokePhase = Field(default_factory=SmokePhase)
     consistency: ConsistencyPhase = Field(default_factory=ConsistencyPhase)
     bench: BenchPhase = Field(default_factory=BenchPhase)
+    features: FeaturesPhase = Field(default_factory=FeaturesPhase)
+    weights: WeightsPhase = Field(default_factory=WeightsPhase)
     bisect: BisectPhase = Field(default_factory=BisectPhase)
 
 
@@ -161,26 +179,26 @@ class RunConfig(Strict):
 
 
 # Phase sizes for CPU engines, chosen so the whole demo fits in 15 minutes on 2 CPU cores.
-CPU_DEMO_PHASES: dict[str, Any] = {
-    "smoke": {"timeout_s": 300, "options": {"offline": False}},
-    "consistency": {
-        "timeout_s": 900,
-        # 16 greedy prompts × 32 tokens; 4 ShareGPT texts of 128 tokens scored (up to 16 while a check
-        # is inconclusive); number_sequence from 100 items up to 400 while the accuracy gate cannot
-        # decide (identical answers at ~85 % accuracy decide at about 100).
-        "options": {
-            "tokens": {"max_tokens": 32},
-            "sharegpt_texts": 4,
-            "max_sharegpt_texts": 16,
-            "token_budget": 128,
-            "tasks": ["number_sequence"],
-            "task_limit": 100,
-            "task_budget": 400,
-        },
-    },
-    "bench": {"timeout_s": 600, "profiles": ["demo"]},
-    "bisect": {"enabled": True, "timeout_s": 900},
-}
+def cpu_demo_phases() -> PhasesSpec:
+    """Phase sizes for CPU engines, chosen so the whole demo fits in 15 minutes on 2 CPU cores."""
+    # 16 greedy prompts × 32 tokens; 4 ShareGPT texts of 128 tokens scored (up to 16 while a check is
+    # inconclusive); number_sequence from 100 items up to 400 while the accuracy gate cannot decide
+    # (identical answers at ~85 % accuracy decide at about 100).
+    consistency = ConsistencyOptions(
+        tokens=TokenSettings(max_tokens=32),
+        sharegpt_texts=4,
+        max_sharegpt_texts=16,
+        token_budget=128,
+        tasks=["number_sequence"],
+        task_limit=100,
+        task_budget=400,
+    )
+    return PhasesSpec(
+        smoke=SmokePhase(timeout_s=300),
+        consistency=ConsistencyPhase(timeout_s=900, options=consistency),
+        bench=BenchPhase(timeout_s=600, profiles=["demo"]),
+        bisect=BisectPhase(enabled=True, timeout_s=900),
+    )
 
 
 def host_has_cuda() -> bool:
@@ -208,7 +226,7 @@ def from_preset(name: str, *, output_dir: str = "runs", cuda: bool | None = None
         stacks=stacks,
         reference=preset.reference,
         candidate=preset.candidate,
-        phases=PhasesSpec.model_validate(CPU_DEMO_PHASES) if cpu else PhasesSpec(),
+        phases=cpu_demo_phases() if cpu else PhasesSpec(),
         output_dir=output_dir,
         levels=preset.levels,
     )

@@ -16,7 +16,9 @@ _STEP_FILES = {
     "compare": "compare.json",
     "ladder": "ladder.json",
     "bisect": "bisect.json",
+    "dummy_weights": "weights_dummy.json",
     "features": "features.json",
+    "weights": "weights.json",
     "report": "report.json",
 }
 
@@ -58,6 +60,11 @@ class RunLayout:
     def reference_answers(self) -> Path:
         """The reference's probe answers, kept for a vLLM bisection or the ladder."""
         return self.root / "bisect" / "reference-answers.json"
+
+    @property
+    def dummy_gate_dir(self) -> Path:
+        """The engine folder of weight gate stage A (the candidate on dummy weights)."""
+        return self.root / "gates" / "dummy"
 
     @property
     def report_json(self) -> Path:

@@ -20,6 +20,7 @@ from stackcert.diagnose.diff import DiffAnalysis
 from stackcert.engines.base import ModelRef, ServerInfo
 from stackcert.env.probe import HostInfo
 from stackcert.evidence.findings import Finding
+from stackcert.features.models import FeatureMatrix, WeightGate, WeightGates
 from stackcert.install.gate import GateResult
 from stackcert.jsonio import read_json
 from stackcert.smoke.models import SmokeResult
@@ -119,6 +120,9 @@ StepResult = (
     | CompareResult
     | LadderResult
     | BisectReport
+    | WeightGate
+    | FeatureMatrix
+    | WeightGates
 )
 
 # Step id (role-less for per-stack steps) -> the model its result file holds.
@@ -133,6 +137,9 @@ STEP_MODELS: dict[str, type[BaseModel]] = {
     "compare": CompareResult,
     "ladder": LadderResult,
     "bisect": BisectReport,
+    "dummy_weights": WeightGate,
+    "features": FeatureMatrix,
+    "weights": WeightGates,
 }
 
 
@@ -142,8 +149,13 @@ class RunResults(BaseModel):
     env: HostInfo | None = None
     install: GateResult | None = None
     model: ResolvedModel | None = None
+    dummy_weights: WeightGate | None = Field(
+        None, description="weight gate stage A: the candidate on dummy weights"
+    )
     reference: StackResults = Field(default_factory=StackResults)
     candidate: StackResults = Field(default_factory=StackResults)
+    features: FeatureMatrix | None = None
+    weights: WeightGates | None = None
     consistency: ConsistencyResult | None = None
     compare: CompareResult | None = None
     ladder: LadderResult | None = None

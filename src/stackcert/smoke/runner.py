@@ -224,7 +224,9 @@ def run_smoke(
         output_sample=phase_b.output_sample or phase_a.output_sample,
         timings=timings,
         findings=[c.finding for c in [*phase_a.checks, *phase_b.checks] if c.finding is not None],
-        effective_ops=read_effective_ops(folder),
+        # The running server's own record when the caller gave it; the engine's file otherwise.
+        effective_ops=(server.info.effective_ops if server is not None else None)
+        or read_effective_ops(folder),
         log_path=log_path,
     )
     return result

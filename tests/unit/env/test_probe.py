@@ -50,7 +50,7 @@ def test_fake_nvidia_smi_is_detected(fake_path: Path) -> None:
     assert (rep.vendor, rep.count, rep.driver_version) == ("nvidia", 8, "550.54.15")
     assert rep.visible_devices_env == "CUDA_VISIBLE_DEVICES"
     assert rep.visible_devices == "0,1"
-    assert rep.flagcx_adaptor == "nccl"
+    assert rep.flagcx_adaptor == "nvidia"
     assert rep.flagtree_backend == "nvidia"
 
 

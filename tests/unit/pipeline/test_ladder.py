@@ -113,6 +113,7 @@ class FakeServer:
         self.stack = stack
         self.served_model = "m"
         self.base_url = "http://fake"
+        self.log_path = None
         self.info = ServerInfo(stack=stack.name, engine="vllm", base_url=self.base_url, served_model="m")
 
 
@@ -128,7 +129,7 @@ def _walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> tuple
     def fake_collect(server: FakeServer, prompts: Any = None, **kw: Any) -> list[answers.Answer]:
         return BAD if order.index(server.stack.name) >= order.index(broken) else REF
 
-    monkeypatch.setattr(ladder, "launch_server", fake_launch)
+    monkeypatch.setattr("stackcert.pipeline.servers.launch_server", fake_launch)
     monkeypatch.setattr(answers, "collect", fake_collect)
     cfg = from_preset("flagos")
     pipe = Pipeline(cfg, Ledger.create(tmp_path, PLAN))
@@ -145,6 +146,7 @@ def _walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: str) -> tuple
 def test_walk_names_the_first_failing_switch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe, started = _walk(tmp_path, monkeypatch, broken="plugin_oot")
     assert started == ["plugin", "plugin_dispatch", "plugin_oot"]  # one start per level, stops there
+    assert [s.stack for s in pipe.ledger.state.engine_starts] == started  # counted like every start
     walk = pipe.ctx.results.ladder
     assert walk is not None
     assert walk.failing_level == "plugin_oot" and walk.switch == {"VLLM_FL_OOT_ENABLED": ["0", "1"]}

@@ -10,6 +10,7 @@ import pytest
 from stackcert.bench.records import BenchResult
 from stackcert.config import OperatorSelection
 from stackcert.consistency.options import ConsistencyResult
+from stackcert.features.models import WeightGate, WeightGates
 from stackcert.pipeline import analysis
 from stackcert.pipeline.context import Outcome
 from stackcert.pipeline.ledger import Ledger
@@ -95,6 +96,8 @@ def _fill(pipe: Pipeline, cand_tput: float, cand_smoke: str = "pass", consistenc
         {"status": consistency, "reference": "eager", "candidate": "compiled"}
     )
     _done(pipe, "consistency", Status.PASS if consistency == "pass" else Status.FAIL, cons)
+    real = WeightGate(stage="real", stack="compiled", load_format="auto", status=Status.PASS)
+    _done(pipe, "weights", Status.PASS, WeightGates(stack="compiled", stage_b=real))
 
 
 def test_fast_consistent_candidate_passes(pipe: Pipeline) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from stackcert.config import StackSpec
+from stackcert.engines.base import ServerInfo
 from stackcert.evidence.findings import Finding
 
 
@@ -37,6 +38,9 @@ class FakeOpenAIServer:
         self.log_path: Path | None = None
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        self.info = ServerInfo(
+            stack=name, engine="endpoint", base_url=self.base_url, served_model="fake-model"
+        )
         self.dead = False
         self.requests: list[str] = []
         self._loop = asyncio.new_event_loop()
@@ -54,6 +58,8 @@ class FakeOpenAIServer:
     def answer(self, prompt: str) -> str:
         if self.mode == "degenerate":
             return "!" * 40
+        if self.mode == "empty":  # HTTP 200 with no text
+            return ""
         if "12+7" in prompt:
             return " 12+7 = 20\nQuestion:" if self.mode == "wrong_answer" else " 12+7 = 19\nQuestion: What"
         return " a small town by the river, there lived"
