@@ -47,6 +47,9 @@ ENGINE_ARGS: dict[str, frozenset[str] | None] = {
 }
 
 
+PARALLEL_KEYS = ("tensor_parallel_size", "pipeline_parallel_size")
+
+
 class StackSpec(Strict):
     """A named way to run the same model."""
 
@@ -64,6 +67,12 @@ class StackSpec(Strict):
     components: list[str] = Field(
         default_factory=list, description="the replacement components this stack turns on (for diagnosis)"
     )
+    tensor_parallel_size: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM: devices per pipeline stage; default: the devices the host has (1 on CPU)",
+    )
+    pipeline_parallel_size: int | None = Field(None, ge=1, description="vLLM: pipeline stages; default 1")
 
     @model_validator(mode="after")
     def _endpoint_needs_url(self) -> StackSpec:
@@ -87,6 +96,48 @@ class StackSpec(Strict):
                 f"(it accepts: {takes})"
             )
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parallel_from_engine_args(cls, data: Any) -> Any:
+        # One place for the parallel sizes: the stack's fields. A vLLM stack (or an earlier run's
+        # config.json / report.json) that has them in engine_args gets them moved there.
+        if not isinstance(data, dict) or data.get("engine", "vllm") != "vllm":
+            return data
+        args = data.get("engine_args")
+        if not isinstance(args, dict) or not any(key in args for key in PARALLEL_KEYS):
+            return data
+        data, args = dict(data), dict(args)
+        for key in PARALLEL_KEYS:
+            if key in args:
+                value = args.pop(key)
+                if data.get(key) not in (None, value):
+                    raise ValueError(f"{key} is set twice, on the stack and in engine_args")
+                data[key] = value
+        data["engine_args"] = args
+        return data
+
+    @model_validator(mode="after")
+    def _parallel_on_vllm_only(self) -> StackSpec:
+        for key in PARALLEL_KEYS:
+            if getattr(self, key) not in (None, 1) and self.engine != "vllm":
+                raise ValueError(f"{key} needs the vllm engine (the {self.engine} engine runs on one device)")
+        return self
+
+    @property
+    def parallel_devices(self) -> int | None:
+        """TP × PP when TP is set; None while TP is left to the host's device count."""
+        if self.tensor_parallel_size is None:
+            return None
+        return self.tensor_parallel_size * (self.pipeline_parallel_size or 1)
+
+    def launch_args(self) -> dict[str, Any]:
+        """engine_args with the parallel sizes that are set, as the engine receives them."""
+        args = dict(self.engine_args)
+        for key in PARALLEL_KEYS:
+            if getattr(self, key) is not None:
+                args[key] = getattr(self, key)
+        return args
 
     def child_env(self, base: dict[str, str]) -> dict[str, str]:
         """The environment a child process of this stack runs with."""

@@ -4,6 +4,7 @@
 from stackcert.cli import (
     bench_cmd,  # noqa: F401
     bisect_cmd,  # noqa: F401
+    campaign_cmd,  # noqa: F401
     consistency_cmd,  # noqa: F401
     deliverables_cmd,  # noqa: F401
     env_cmd,  # noqa: F401

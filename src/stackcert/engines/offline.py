@@ -32,7 +32,7 @@ def request_payload(
     return {
         "engine": stack.engine,
         "model": json.loads(model.model_dump_json()),
-        "engine_args": stack.engine_args,
+        "engine_args": stack.launch_args(),
         "operators": stack.operators.model_dump() if stack.operators else None,
         "effective_ops": str(run_dir / "effective_ops.json"),
         "prompts": prompts,

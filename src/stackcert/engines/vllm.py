@@ -143,7 +143,7 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int) -> tuple[list[str]
         "--served-model-name",
         model.served_name,
         "--disable-uvicorn-access-log",
-        *flag_args(model_args(model, stack.engine_args)),
+        *flag_args(model_args(model, stack.launch_args())),
     ]
     return head + rest, launcher
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from stackcert.config import StackSpec
 from stackcert.errors import ConfigError, UsageError
+from stackcert.pipeline.devices import check_devices
 from stackcert.runmodel.config import RunConfig
 from stackcert.secrets import looks_secret
 
@@ -32,6 +33,7 @@ def preflight(config: RunConfig) -> None:
             )
     for role in ("reference", "candidate"):
         check_stack(config.stacks[getattr(config, role)], where=f"stacks.{getattr(config, role)}")
+    check_devices(config)  # TP × PP against the host's (or the Ray cluster's) devices
 
 
 def redaction_note(config: RunConfig) -> str | None:

@@ -84,7 +84,7 @@ def _serve_advice(ctx: RunContext, verdict: VerdictResult) -> ServeAdvice:
     if argv:
         argv = extract.with_port(argv, 8000)
     elif model is not None:
-        argv = extract.vllm_command(str(model.path), served, stack.engine_args, ctx.config.model.dtype)
+        argv = extract.vllm_command(str(model.path), served, stack.launch_args(), ctx.config.model.dtype)
     return ServeAdvice(
         stack=stack.name,
         command=argv,

@@ -23,6 +23,7 @@ from stackcert.errors import StackcertError
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.pipeline import adaptation, analysis, steps
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
+from stackcert.pipeline.devices import with_parallel_defaults
 from stackcert.pipeline.ladder import ladder_step
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.reporting import report_step, verdict_of
@@ -89,6 +90,7 @@ class Pipeline:
     """The steps of one run in order, each under its deadline, recorded in the ledger."""
 
     def __init__(self, config: RunConfig, ledger: Ledger, progress: Progress | None = None) -> None:
+        config = with_parallel_defaults(config)  # unset TP: the devices this host has
         self.config = config
         self.ledger = ledger
         self.progress = progress or NullProgress()

@@ -246,7 +246,7 @@ def _serve_args(model: ModelSpec | None, spec: StackSpec | None) -> dict[str, An
             value = getattr(model, key)
             if value is not None and value is not False:  # a switch that is off is not an argument
                 args[key] = value
-    for key, value in (spec.engine_args if spec is not None else {}).items():
+    for key, value in (spec.launch_args() if spec is not None else {}).items():
         if isinstance(value, str | int | float | bool):
             args[key] = value
     return args
