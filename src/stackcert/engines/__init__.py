@@ -30,6 +30,7 @@ from stackcert.errors import ExitCode
 from stackcert.evidence.findings import Component, Finding, Layer
 from stackcert.evidence.signature import signature
 from stackcert.progress import Progress
+from stackcert.targets import LOCAL, Target
 
 __all__ = [
     "Completion",
@@ -44,14 +45,15 @@ __all__ = [
 ]
 
 
-def missing_model_error(stack: StackSpec, model: ModelRef) -> EngineStartError | None:
-    """A located finding when the model folder is not there (checked before starting anything)."""
-    if stack.engine == "endpoint" or (model.path.exists() and (model.path / "config.json").exists()):
+def missing_model_error(stack: StackSpec, model: ModelRef, target: Target = LOCAL) -> EngineStartError | None:
+    """A located finding when the model folder is not there, in the target (checked before starting)."""
+    if stack.engine == "endpoint" or target.exists(model.path / "config.json"):
         return None
+    where = f" in the {target.kind} target" if target.remote else ""
     what = (
-        f"model path does not exist: {model.path}"
-        if not model.path.exists()
-        else (f"model folder has no config.json: {model.path}")
+        f"model path does not exist{where}: {model.path}"
+        if not target.exists(model.path)
+        else (f"model folder has no config.json{where}: {model.path}")
     )
     finding = Finding(
         step="launch",
@@ -81,29 +83,42 @@ def launch_server(
     timeouts: ServerTimeouts | None = None,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    target: Target = LOCAL,
 ) -> Iterator[Server]:
-    """Start the stack's engine as an OpenAI-compatible server; stop everything on exit.
+    """Start the stack's engine as an OpenAI-compatible server on the target; stop everything on exit.
 
     `command` (tests only) replaces the engine's argv; `{port}` in it is replaced by the port.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     timeouts = timeouts or ServerTimeouts()
     if command is None:
-        err = missing_model_error(stack, model)
+        err = missing_model_error(stack, model, target)
         if err is not None:
             raise err
     if stack.engine == "vllm":
         from stackcert.engines import vllm
 
         with vllm.serve(
-            stack, model, run_dir=run_dir, timeouts=timeouts, progress=progress, command=command
+            stack,
+            model,
+            run_dir=run_dir,
+            timeouts=timeouts,
+            progress=progress,
+            command=command,
+            target=target,
         ) as server:
             yield server
     elif stack.engine == "transformers":
         from stackcert.engines import transformers_engine
 
         with transformers_engine.serve(
-            stack, model, run_dir=run_dir, timeouts=timeouts, progress=progress, command=command
+            stack,
+            model,
+            run_dir=run_dir,
+            timeouts=timeouts,
+            progress=progress,
+            command=command,
+            target=target,
         ) as server:
             yield server
     else:

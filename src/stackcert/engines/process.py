@@ -1,8 +1,10 @@
 """Supervised child processes: own process group, log file, timeout, no orphans.
 
-Every engine or probe process stackcert starts goes through :class:`ManagedProcess`. The child
-runs under :mod:`stackcert.engines.guard`, which kills the child's whole process group when
-stackcert goes away, even by SIGKILL. We only ever signal process groups we created.
+Every engine or probe process stackcert starts goes through :class:`ManagedProcess`. On the local
+target the child runs under :mod:`stackcert.engines.guard`, which kills the child's whole process
+group when stackcert goes away, even by SIGKILL. On a docker or ssh target the local process is the
+client (`docker exec -i`, `ssh`) and the target's remote guard does the same there when the
+client's stdin closes. We only ever signal process groups we created.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stackcert.errors import StepTimeout
+from stackcert.targets import RemoteTarget, Target
+from stackcert.targets.remote import stop_client
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
@@ -45,8 +49,12 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
+        target: Target | None = None,
+        forwards: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.argv = [str(a) for a in argv]
+        self.target = target
+        self.forwards = tuple(forwards)  # (local, target) ports the ssh client forwards
         self.log_path = log_path
         self.env = dict(env) if env is not None else dict(os.environ)
         self.cwd = cwd
@@ -62,6 +70,8 @@ class ManagedProcess:
     def start(self) -> ManagedProcess:
         """Start the command under its guard, output appended to the log (0600); returns self."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if isinstance(self.target, RemoteTarget):
+            return self._start_remote(self.target)
         read_end, write_end = os.pipe()
         os.set_inheritable(read_end, True)
         # 0600: an engine log may echo its environment (keys of the stack's env)
@@ -86,6 +96,29 @@ class ManagedProcess:
         _LIVE.add(self)
         return self
 
+    def _start_remote(self, target: RemoteTarget) -> ManagedProcess:
+        """Start the target's client with the remote guard; its stdin (ours alone) carries the command."""
+        launch = target.launch(self.argv, self.env, self.cwd, self.forwards)
+        log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        try:
+            self._proc = subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=launch.client_env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+        assert self._proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self._proc.stdin.write(launch.stdin_header or b"")
+            self._proc.stdin.flush()
+        self.started_at = time.monotonic()
+        _LIVE.add(self)
+        return self
+
     def poll(self) -> int | None:
         """The guard's exit code, None while it runs or before start."""
         return self._proc.poll() if self._proc else None
@@ -106,6 +139,10 @@ class ManagedProcess:
         proc = self._proc
         if proc is None:
             return None
+        if isinstance(self.target, RemoteTarget):
+            stop_client(proc, grace=grace)
+            _LIVE.discard(self)
+            return proc.returncode
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
@@ -137,10 +174,11 @@ def run_command(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     raise_on_timeout: bool = False,
+    target: Target | None = None,
 ) -> Completed:
-    """Run a command to completion under supervision, with a hard time limit."""
+    """Run a command to completion under supervision (on `target`, default here), with a hard time limit."""
     started = time.monotonic()
-    proc = ManagedProcess(argv, log_path=log_path, env=env, cwd=cwd).start()
+    proc = ManagedProcess(argv, log_path=log_path, env=env, cwd=cwd, target=target).start()
     timed_out = False
     try:
         code: int | None = proc.wait(timeout=timeout)

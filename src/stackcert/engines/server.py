@@ -28,6 +28,7 @@ from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
 from stackcert.evidence.logscan import fatal_line, read_lines, scan_log
 from stackcert.evidence.signature import signature, strip_log_prefix
 from stackcert.progress import NullProgress, Progress
+from stackcert.targets import Exposure, Target
 
 STEP = "launch"
 COMPILE_PHASES = frozenset({"compiling", "capturing_graphs"})
@@ -149,16 +150,21 @@ class ProcessServer:
         phases: list[PhaseRule],
         progress: Progress | None = None,
         model_dirs: tuple[str, ...] = (),
+        target: Target | None = None,
+        exposure: Exposure | None = None,
     ) -> None:
         self.stack = stack
-        self.base_url = f"http://127.0.0.1:{port}"
+        exposure = exposure or Exposure("127.0.0.1", "127.0.0.1", port)
+        self.base_url = exposure.base_url
         self.served_model = served_model
         self.log_path: Path | None = log_path
         self.timeouts = timeouts
         self.progress: Progress = progress or NullProgress()
         self._phases = phases
         self._model_dirs = model_dirs
-        self._proc = ManagedProcess(argv, log_path=log_path, env=env)
+        self._proc = ManagedProcess(
+            argv, log_path=log_path, env=env, target=target, forwards=exposure.forwards
+        )
         self.phase = "starting"
         self.info = ServerInfo(
             stack=stack.name,

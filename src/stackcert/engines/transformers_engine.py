@@ -10,9 +10,10 @@ from pathlib import Path
 
 from stackcert.config import StackSpec
 from stackcert.engines.base import ModelRef, ServerTimeouts
-from stackcert.engines.server import ProcessServer, free_port, phase_rules, require_free_port, substitute_port
+from stackcert.engines.server import ProcessServer, phase_rules, require_free_port, substitute_port
 from stackcert.jsonio import envelope, read_json, write_json_atomic
 from stackcert.progress import Progress
+from stackcert.targets import LOCAL, Target
 
 HF_PHASES = phase_rules(
     [
@@ -24,11 +25,19 @@ HF_PHASES = phase_rules(
 EFFECTIVE_OPS = "effective_ops.json"
 
 
-def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> list[str]:
-    """The command line of stackcert's transformers server (hf_server) for this stack, model and port."""
+def server_argv(
+    stack: StackSpec,
+    model: ModelRef,
+    port: int,
+    run_dir: Path,
+    python: str = sys.executable,
+    host: str = "127.0.0.1",
+) -> list[str]:
+    """The command line of stackcert's transformers server (hf_server) for this stack, model and port
+    (`run_dir`: where it writes effective_ops.json, as the target sees it)."""
     args = stack.engine_args
     argv = [
-        sys.executable,
+        python,
         "-m",
         "stackcert.engines.hf_server",
         "--model",
@@ -38,7 +47,7 @@ def server_argv(stack: StackSpec, model: ModelRef, port: int, run_dir: Path) -> 
         "--served-model-name",
         model.served_name,
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--dtype",
@@ -84,11 +93,20 @@ def serve(
     timeouts: ServerTimeouts,
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
+    target: Target = LOCAL,
 ) -> Iterator[ProcessServer]:
-    """Start the transformers server for the with-block (ready, server.json written), stop it after."""
-    require_free_port(stack)
-    port = int(stack.engine_args.get("port") or free_port())
-    argv = substitute_port(command, port) if command else server_argv(stack, model, port, run_dir)
+    """Start the transformers server on the target for the with-block (ready, server.json written),
+    stop it after."""
+    if not target.remote:
+        require_free_port(stack)
+    port = int(stack.engine_args.get("port") or target.free_port())
+    exposure = target.expose(port)
+    placed = target.place(run_dir)
+    argv = (
+        substitute_port(command, port)
+        if command
+        else server_argv(stack, model, port, placed, target.python, exposure.bind_host)
+    )
     log_path = run_dir / "server.log"
     with contextlib.suppress(FileNotFoundError):
         log_path.unlink()
@@ -107,8 +125,12 @@ def serve(
         phases=HF_PHASES,
         progress=progress,
         model_dirs=(str(model.path),),
+        target=target,
+        exposure=exposure,
     )
     server.start()
+    with contextlib.suppress(OSError):  # a lost copy reads as "no operators reported"
+        target.fetch(placed, run_dir)
     server.info.effective_ops = read_effective_ops(run_dir)
     write_json_atomic(run_dir / "server.json", envelope("server", server.info.model_dump(mode="json")))
     try:

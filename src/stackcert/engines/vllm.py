@@ -22,7 +22,6 @@ from stackcert.engines.base import EngineStartError, ModelRef, ServerTimeouts
 from stackcert.engines.server import (
     ProcessServer,
     event_finding,
-    free_port,
     phase_rules,
     require_free_port,
     substitute_port,
@@ -30,6 +29,7 @@ from stackcert.engines.server import (
 from stackcert.evidence.findings import Component, Layer
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.progress import Progress
+from stackcert.targets import LOCAL, Target
 
 CPU_GPU_MEMORY_UTILIZATION = 0.3  # vLLM-CPU checks NUMA node 0 only; more is refused on small hosts
 
@@ -125,19 +125,22 @@ def model_args(model: ModelRef, engine_args: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def server_argv(stack: StackSpec, model: ModelRef, port: int) -> tuple[list[str], str]:
-    """(argv, launcher) for a vLLM OpenAI server of this stack."""
-    if cli_usable():
+def server_argv(
+    stack: StackSpec, model: ModelRef, port: int, target: Target = LOCAL, host: str = "127.0.0.1"
+) -> tuple[list[str], str]:
+    """(argv, launcher) for a vLLM OpenAI server of this stack, run by the target's Python on `host`."""
+    python = target.python
+    if not target.remote and cli_usable():
         head, launcher = (
-            [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", str(model.path)],
+            [python, "-m", "vllm.entrypoints.cli.main", "serve", str(model.path)],
             "vllm_cli",
         )
-    else:
-        head = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model.path)]
+    else:  # the module entry point: present in every vLLM, whatever the target has installed
+        head = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model.path)]
         launcher = "api_server_module"
     rest = [
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--served-model-name",
@@ -158,19 +161,25 @@ def serve(
     progress: Progress | None = None,
     command: Sequence[str] | None = None,
     engine: str = "vllm",
+    target: Target = LOCAL,
 ) -> Iterator[ProcessServer]:
-    """Start a vLLM server (or `command`, a test override with `{port}` placeholders) and stop it on exit."""
-    require_free_port(stack)
+    """Start a vLLM server (or `command`, a test override with `{port}` placeholders) on the target
+    and stop it on exit."""
+    if not target.remote:
+        require_free_port(stack)
     forced = stack.engine_args.get("port")
     log_path = run_dir / "server.log"
     attempts = 1 if forced else PORT_RETRIES
     server: ProcessServer | None = None
     for attempt in range(attempts):
-        port = int(forced) if forced else free_port()
+        port = int(forced) if forced else target.free_port()
+        exposure = target.expose(port)
         if command is not None:
             argv, launcher = substitute_port(command, port), "command"
         else:
-            argv, launcher = server_argv(stack, model, port)
+            argv, launcher = server_argv(stack, model, port, target, exposure.bind_host)
+        # Where the engine processes write their operator records (a fresh folder on a remote target).
+        placed = target.place(run_dir)
         # Keep the log of a lost port race apart; a stale log from an earlier run goes.
         with contextlib.suppress(FileNotFoundError):
             if attempt == 0:
@@ -182,7 +191,7 @@ def serve(
             engine=engine,
             launcher=launcher,
             argv=argv,
-            env=engine_ops.selection_env(stack, stack.child_env(dict(os.environ)), run_dir),
+            env=engine_ops.selection_env(stack, stack.child_env(dict(os.environ)), placed),
             port=port,
             served_model=model.served_name,
             log_path=log_path,
@@ -190,14 +199,18 @@ def serve(
             phases=VLLM_PHASES,
             progress=progress,
             model_dirs=(str(model.path),),
+            target=target,
+            exposure=exposure,
         )
         engine_ops.clear(run_dir)
         try:
             server.start()
+            _fetch_records(target, placed, run_dir)
             break
         except EngineStartError as err:
             lost_race = any(f.category == "port_in_use" for f in err.findings)
             if not lost_race or forced or attempt == attempts - 1:
+                _fetch_records(target, placed, run_dir)
                 engine_ops.read_back(stack, run_dir)  # what the engine process had registered
                 raise
     assert server is not None
@@ -207,6 +220,13 @@ def serve(
         yield server
     finally:
         server.stop()
+
+
+def _fetch_records(target: Target, placed: Path, run_dir: Path) -> None:
+    """Bring the engine processes' operator records back from a remote target (a lost copy reads as
+    'no records', which read_back reports as the selection not reaching the engine)."""
+    with contextlib.suppress(OSError):
+        target.fetch(placed, run_dir)
 
 
 def _check_operators(server: ProcessServer, stack: StackSpec, run_dir: Path) -> None:

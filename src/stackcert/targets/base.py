@@ -96,7 +96,8 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def place(self, local: Path) -> Path:
-        """The folder in the target that stands for the local run folder `local` (created there)."""
+        """The folder in the target that stands for the local run folder `local`: `local` itself here,
+        a fresh empty folder on a remote target (fetch copies it back)."""
 
     @abc.abstractmethod
     def fetch(self, placed: Path, local: Path) -> None:

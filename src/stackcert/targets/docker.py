@@ -121,7 +121,8 @@ class DockerTarget(RemoteTarget):
                 timeout=self.spec.connect_timeout_s * 4,
             )
             if not done.ok:
-                raise OSError(f"docker cp from {self.container}:{placed} failed: {done.stderr.strip()[-300:]}")
+                tail = done.stderr.strip()[-300:]
+                raise OSError(f"docker cp from {self.container}:{placed} failed: {tail}")
             shutil.copytree(tmp, local, dirs_exist_ok=True)
 
     def describe(self) -> TargetInfo:

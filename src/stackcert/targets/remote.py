@@ -23,7 +23,7 @@ GUARD_SOURCE = Path(remote_guard.__file__).read_text(encoding="utf-8")
 STOP_GRACE_S = 8.0
 _FREE_PORT = "import socket,sys;s=socket.socket();s.bind((sys.argv[1],0));print(s.getsockname()[1])"
 _EXISTS = "import os,sys;sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"
-_MKDIR = "import os,sys;os.makedirs(sys.argv[1],exist_ok=True)"
+_FRESH_DIR = "import os,shutil,sys;shutil.rmtree(sys.argv[1],ignore_errors=True);os.makedirs(sys.argv[1])"
 
 
 def guard_header(argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None, grace: float) -> bytes:
@@ -148,10 +148,10 @@ class RemoteTarget(Target):
         return int(done.stdout.strip())
 
     def place(self, local: Path) -> Path:
-        """A folder under the target's workdir, named after the local folder (created there)."""
+        """A fresh, empty folder under the target's workdir, named after the local folder."""
         digest = hashlib.sha1(str(local.resolve()).encode()).hexdigest()[:12]
         placed = Path(PurePosixPath(self.spec.workdir) / digest / local.name)
-        done = self.run([self.python, "-c", _MKDIR, str(placed)], timeout=self.spec.connect_timeout_s)
+        done = self.run([self.python, "-c", _FRESH_DIR, str(placed)], timeout=self.spec.connect_timeout_s)
         if not done.ok:
             raise OSError(
                 f"could not create {placed} in the {self.kind} target: {done.stderr.strip()[-300:]}"
