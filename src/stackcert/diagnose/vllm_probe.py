@@ -30,6 +30,7 @@ from stackcert.errors import EngineError
 from stackcert.evidence.findings import Component, Finding, Layer, LogExcerpt
 from stackcert.evidence.signature import signature
 from stackcert.progress import NullProgress, Progress
+from stackcert.targets import LOCAL, Target
 
 _OP_IN_MESSAGE = re.compile(r"operator '([A-Za-z0-9_]+)'")
 _LIB_FRAME = re.compile(
@@ -110,8 +111,10 @@ class EngineProbe:
         tol: float,
         timeouts: ServerTimeouts | None = None,
         max_tokens: int = 8,
+        target: Target = LOCAL,
     ) -> None:
         self.candidate = candidate
+        self.target = target
         self.model = model
         self.work_dir = work_dir
         self.reference = reference
@@ -138,7 +141,11 @@ class EngineProbe:
         record: dict[str, Any] = {"dir": folder.name, "excluded": len(excluded)}
         try:
             with launch_server(
-                excluding(self.candidate, excluded), self.model, run_dir=folder, timeouts=self.timeouts
+                excluding(self.candidate, excluded),
+                self.model,
+                run_dir=folder,
+                timeouts=self.timeouts,
+                target=self.target,
             ) as server:
                 record["startup_s"] = getattr(getattr(server, "info", None), "startup_s", None)
                 got = ans.collect(server, [a.prompt for a in self.reference], max_tokens=self.max_tokens)
@@ -175,7 +182,11 @@ class EngineProbe:
         op: str | None = None
         try:
             with launch_server(
-                excluding(self.candidate, [], env), self.model, run_dir=folder, timeouts=self.timeouts
+                excluding(self.candidate, [], env),
+                self.model,
+                run_dir=folder,
+                timeouts=self.timeouts,
+                target=self.target,
             ):
                 pass
         except EngineStartError as err:
@@ -235,12 +246,17 @@ def culprit_finding(result: BisectResult, library: str, logs: list[Path]) -> Fin
 
 
 def reference_answers(
-    reference: StackSpec, model: ModelRef, *, run_dir: Path, timeouts: ServerTimeouts | None = None
+    reference: StackSpec,
+    model: ModelRef,
+    *,
+    run_dir: Path,
+    timeouts: ServerTimeouts | None = None,
+    target: Target = LOCAL,
 ) -> list[ans.Answer]:
-    """Start the reference once and collect its answers (when the pipeline did not keep them)."""
+    """Start the reference once (on the target) and collect its answers (when the pipeline kept none)."""
     from stackcert.engines import launch_server
 
-    with launch_server(reference, model, run_dir=run_dir, timeouts=timeouts) as server:
+    with launch_server(reference, model, run_dir=run_dir, timeouts=timeouts, target=target) as server:
         return ans.collect(server)
 
 
@@ -275,6 +291,7 @@ def run_vllm_bisect(
     timeouts: ServerTimeouts | None = None,
     blocking_diagnosis: bool | None = None,
     progress: Progress | None = None,
+    target: Target = LOCAL,
 ) -> BisectReport:
     """Bisect a vLLM candidate's operators by engine starts (the caller writes bisect.json)."""
     progress = progress or NullProgress()
@@ -285,12 +302,21 @@ def run_vllm_bisect(
     ref = reference_answers_
     if ref is None:
         t0 = time.monotonic()
-        ref = reference_answers(reference, model, run_dir=work / "reference", timeouts=timeouts)
+        ref = reference_answers(
+            reference, model, run_dir=work / "reference", timeouts=timeouts, target=target
+        )
         timing["reference_start_s"] = round(time.monotonic() - t0, 2)
     active = active_operators(candidate, candidate_dir)
     tol = logprob_tol if logprob_tol is not None else 0.5
     probe = EngineProbe(
-        candidate, model, work_dir=work / "starts", reference=ref, active=active, tol=tol, timeouts=timeouts
+        candidate,
+        model,
+        work_dir=work / "starts",
+        reference=ref,
+        active=active,
+        tol=tol,
+        timeouts=timeouts,
+        target=target,
     )
     progress.on_start("bisect")
     # An asynchronous device fault is reported by whichever later operator synchronises, so the

@@ -25,6 +25,7 @@ from stackcert.install.spec import GateRequirement, StackInstall, default_stack
 from stackcert.jsonio import write_json_atomic
 from stackcert.progress import NullProgress, Progress
 from stackcert.status import Status
+from stackcert.targets import LOCAL, Target
 
 _MARK = "STACKCERT_GATE_JSON "
 _CLI_MARK = "STACKCERT_GATE_CLI "
@@ -138,8 +139,9 @@ def _probe(
     log: Path,
     env: dict[str, str],
     values: Mapping[str, str],
+    target: Target = LOCAL,
 ) -> tuple[dict[str, object] | None, dict[str, object] | None, str | None, bool]:
-    """Run the probe script; (import result, CLI result, error, timed_out)."""
+    """Run the probe script in the target; (import result, CLI result, error, timed_out)."""
     library = _fill(req.library, values) if req.library else None
     payload = {
         "module": req.module,
@@ -154,7 +156,8 @@ def _probe(
         timeout=timeout,
         log_path=log,
         env=env,
-        cwd=log.parent,
+        cwd=None if target.remote else log.parent,
+        target=target,
     )
     text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
     data, cli = _marked(text, _MARK), _marked(text, _CLI_MARK)
@@ -193,8 +196,9 @@ def check_package(
     log_dir: Path,
     env: dict[str, str],
     values: Mapping[str, str],
+    target: Target = LOCAL,
 ) -> PackageGate:
-    """Import/load one package in a fresh interpreter and judge it."""
+    """Import/load one package in a fresh interpreter (in the target) and judge it."""
     gate = PackageGate(name=req.name, role=req.role, required=req.required, status=Status.PASS)
     if req.library and "{" in _fill(req.library, values):
         gate.status = Status.FAIL
@@ -204,7 +208,7 @@ def check_package(
         return gate
     log = log_dir / f"{req.name}-import.log"
     gate.logs.append(str(log))
-    data, cli, error, timed_out = _probe(req, python, timeout, log, env, values)
+    data, cli, error, timed_out = _probe(req, python, timeout, log, env, values, target)
     if error is not None and (data is None or data.get("imported")):
         gate.status, gate.error = (Status.TIMEOUT if timed_out else Status.CRASH), error
         return gate
@@ -266,6 +270,7 @@ def run_import_gate(
     env: Mapping[str, str] | None = None,
     values: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    target: Target = LOCAL,
 ) -> GateResult:
     """Check every requirement; the gate passes when every required engine and plugin passes.
 
@@ -276,8 +281,10 @@ def run_import_gate(
         if isinstance(requirements, StackInstall)
         else list(requirements)
     )
-    python = Path(os.path.abspath(python))  # not resolve(): a venv's python is a symlink we must keep
-    if not python.exists():
+    # Remote: the target's interpreter (its absence shows as the gate's failure). Local: abspath, not
+    # resolve() — a venv's python is a symlink we must keep.
+    python = Path(target.python) if target.remote else Path(os.path.abspath(python))
+    if not target.remote and not python.exists():
         raise UsageError(
             f"Python interpreter not found: {python}", where="--python", fix="give an existing python"
         )
@@ -291,7 +298,9 @@ def run_import_gate(
         prog.on_message("import gate", f"importing {req.name}")
         started = time.monotonic()
         fill = {**child_env, **(values or {})}
-        res = check_package(req, python=python, timeout=timeout, log_dir=log_dir, env=child_env, values=fill)
+        res = check_package(
+            req, python=python, timeout=timeout, log_dir=log_dir, env=child_env, values=fill, target=target
+        )
         res.duration_s = round(time.monotonic() - started, 2)
         results.append(res)
         prog.on_advance("import gate")

@@ -84,6 +84,11 @@ def bisect_reason(ctx: RunContext) -> str | None:
         )
     if stack.operators is None:
         return "not possible: the candidate selects no operator library"
+    if stack.engine != "vllm" and ctx.target.remote:
+        # The probe worker talks over a local socket; vLLM candidates bisect by engine starts instead.
+        return (
+            f"not run: the probe-worker bisection runs on the local target only (this run: {ctx.target.kind})"
+        )
     compare = ctx.results.compare
     component = compare.diff.component if compare is not None and compare.diff is not None else None
     ladder = ctx.results.ladder
@@ -142,6 +147,7 @@ def bisect_step(ctx: RunContext) -> Outcome:
             reference_answers_=kept_answers(ctx),
             candidate_dir=ctx.layout.stack_dir(cand.name),
             progress=ctx.progress,
+            target=ctx.target,
         )
     else:
         tolerance = ctx.config.phases.consistency.options.tolerance

@@ -17,6 +17,7 @@ from stackcert.runmodel.config import RunConfig
 from stackcert.runmodel.layout import RunLayout
 from stackcert.runmodel.results import RunResults, StepFindings, StepResult, load_result
 from stackcert.status import Status
+from stackcert.targets import Target
 
 ROLES = ("reference", "candidate")
 
@@ -42,6 +43,11 @@ class RunContext:
     progress: Progress
     pool: ServerPool
     results: RunResults = field(default_factory=RunResults)
+
+    @property
+    def target(self) -> Target:
+        """Where the run's commands execute (the pool's target: engines and probes share it)."""
+        return self.pool.target
 
     def stack(self, role: str) -> StackSpec:
         """The stack playing `role`, with this host's vendor runtime settings (see `with_runtime`)."""

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 from stackcert.config import StackSpec
 from stackcert.env.accel import AcceleratorReport, detect_accelerators
+from stackcert.env.target_probe import probe_target
 from stackcert.errors import UsageError
 from stackcert.runmodel.config import RunConfig
+from stackcert.targets import TargetSpec, open_target
 
 ClusterGpus = Callable[[str | None], float]
 
@@ -46,6 +48,21 @@ def device_count(stack: StackSpec, accelerators: tuple[AcceleratorReport, ...] |
         return 1
     env = stack.child_env(dict(os.environ))
     return sum(visible_count(r, env) for r in found)
+
+
+@functools.cache
+def _target_accelerators(spec_json: str) -> tuple[AcceleratorReport, ...]:
+    """The accelerators a docker or ssh target reports (probed there once per process)."""
+    spec = TargetSpec.model_validate_json(spec_json)
+    return tuple(probe_target(open_target(spec)).accelerators)
+
+
+def device_counter(spec: TargetSpec) -> Callable[[StackSpec], int]:
+    """Counts a stack's devices on the target: this host's detection, or the target's own probe."""
+    if spec.kind == "local":
+        return device_count
+    found = _target_accelerators(spec.model_dump_json())
+    return lambda stack: device_count(stack, found)
 
 
 def uses_ray(stack: StackSpec) -> bool:

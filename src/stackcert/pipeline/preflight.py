@@ -9,13 +9,16 @@ from urllib.parse import urlsplit
 
 from stackcert.config import StackSpec
 from stackcert.errors import ConfigError, UsageError
-from stackcert.pipeline.devices import check_devices
+from stackcert.pipeline.devices import check_devices, device_counter
 from stackcert.runmodel.config import RunConfig
 from stackcert.secrets import looks_secret
+from stackcert.targets import open_target
 
 
 def preflight(config: RunConfig) -> None:
     """Raise a ConfigError/UsageError (exit 2) for input that cannot work."""
+    target = open_target(config.target)
+    target.check()  # docker: the container runs; ssh: known host key, login, Python
     model = config.model
     if model.source == "path":
         path = Path(os.path.expanduser(model.path or ""))
@@ -31,9 +34,17 @@ def preflight(config: RunConfig) -> None:
                 where="model.path",
                 fix="give the folder of a Hugging Face checkpoint (with config.json)",
             )
+        # The engines read the weights in the target; the analysis here reads config and tokenizer.
+        if target.remote and not target.exists(path / "config.json"):
+            raise ConfigError(
+                f"model.path {path} has no config.json in the {target.kind} target",
+                where="model.path",
+                fix="the checkpoint must be at the same path in the target and here (mount or copy it)",
+            )
     for role in ("reference", "candidate"):
-        check_stack(config.stacks[getattr(config, role)], where=f"stacks.{getattr(config, role)}")
-    check_devices(config)  # TP × PP against the host's (or the Ray cluster's) devices
+        stack = config.stacks[getattr(config, role)]
+        check_stack(stack, where=f"stacks.{getattr(config, role)}", local=not target.remote)
+    check_devices(config, counter=device_counter(config.target))  # TP × PP against the target's devices
 
 
 def redaction_note(config: RunConfig) -> str | None:
@@ -48,8 +59,8 @@ def redaction_note(config: RunConfig) -> str | None:
     return "secrets are redacted from every file of the run folder: " + ", ".join(names)
 
 
-def check_stack(stack: StackSpec, *, where: str) -> None:
-    """One stack's own input: an endpoint's URL and key variable, a fixed port that is taken."""
+def check_stack(stack: StackSpec, *, where: str, local: bool = True) -> None:
+    """One stack's own input: an endpoint's URL and key variable, a fixed port that is taken here."""
     if stack.engine == "endpoint":
         parts = urlsplit(stack.url or "")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -64,6 +75,8 @@ def check_stack(stack: StackSpec, *, where: str) -> None:
                 where=f"{where}.api_key_env",
                 fix=f"export {stack.api_key_env}=<key>",
             )
+        return
+    if not local:  # a taken port in the target shows in the engine's log, as a located finding
         return
     from stackcert.engines.server import require_free_port
 

@@ -23,7 +23,7 @@ from stackcert.errors import StackcertError
 from stackcert.jsonio import envelope, write_json_atomic
 from stackcert.pipeline import adaptation, analysis, steps
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
-from stackcert.pipeline.devices import with_parallel_defaults
+from stackcert.pipeline.devices import device_counter, with_parallel_defaults
 from stackcert.pipeline.ladder import ladder_step
 from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.reporting import report_step, verdict_of
@@ -34,6 +34,7 @@ from stackcert.runmodel.layout import RunLayout
 from stackcert.runmodel.results import StepFindings
 from stackcert.runmodel.verdict import VerdictResult
 from stackcert.status import Status
+from stackcert.targets import open_target
 
 PLAN: list[tuple[str, str]] = [
     ("env", "Probe the host"),
@@ -90,12 +91,16 @@ class Pipeline:
     """The steps of one run in order, each under its deadline, recorded in the ledger."""
 
     def __init__(self, config: RunConfig, ledger: Ledger, progress: Progress | None = None) -> None:
-        config = with_parallel_defaults(config)  # unset TP: the devices this host has
+        target = open_target(config.target)
+        # unset TP: the devices the target has
+        config = with_parallel_defaults(config, device_counter(config.target))
         self.config = config
         self.ledger = ledger
         self.progress = progress or NullProgress()
         self.layout = RunLayout(ledger.run_dir, config.reference, config.candidate)
-        pool = ServerPool(ledger, start_timeout_s=config.timeouts.engine_start, progress=self.progress)
+        pool = ServerPool(
+            ledger, start_timeout_s=config.timeouts.engine_start, progress=self.progress, target=target
+        )
         self.ctx = RunContext(config, self.layout, ledger, self.progress, pool)
 
     # --- one step -------------------------------------------------------------------------------

@@ -12,15 +12,22 @@ from stackcert.engines import launch_server
 from stackcert.engines.base import ModelRef, Server, ServerTimeouts
 from stackcert.pipeline.ledger import Ledger
 from stackcert.progress import NullProgress, Progress
+from stackcert.targets import LOCAL, Target
 
 
 class ServerPool:
     """The running servers of a run, by stack name; every start is recorded in the ledger."""
 
     def __init__(
-        self, ledger: Ledger | None, *, start_timeout_s: float, progress: Progress | None = None
+        self,
+        ledger: Ledger | None,
+        *,
+        start_timeout_s: float,
+        progress: Progress | None = None,
+        target: Target = LOCAL,
     ) -> None:
         self.ledger = ledger
+        self.target = target
         self.start_timeout_s = start_timeout_s
         self.progress = progress or NullProgress()
         self._exits: dict[str, contextlib.ExitStack] = {}
@@ -36,7 +43,14 @@ class ServerPool:
         timeouts = ServerTimeouts(absolute=self.start_timeout_s)
         try:
             server: Server = exits.enter_context(
-                launch_server(stack, model, run_dir=folder, progress=self.progress, timeouts=timeouts)
+                launch_server(
+                    stack,
+                    model,
+                    run_dir=folder,
+                    progress=self.progress,
+                    timeouts=timeouts,
+                    target=self.target,
+                )
             )
         except BaseException:
             exits.close()

@@ -22,7 +22,6 @@ CONFIG_FILE = "config.json"
 
 def new_run(config: RunConfig, run_dir: Path | None = None) -> tuple[RunConfig, Ledger]:
     """A new run folder (private) holding the config and a fresh ledger."""
-    config.target.require_supported()
     if run_dir is None:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         run_dir = Path(config.output_dir) / f"{config.name}-{stamp}"

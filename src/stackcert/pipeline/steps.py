@@ -11,7 +11,7 @@ from pathlib import Path
 from stackcert.bench import run_bench
 from stackcert.consistency import run_consistency
 from stackcert.engines.base import EngineStartError
-from stackcert.env.probe import probe_host
+from stackcert.env.target_probe import probe_target
 from stackcert.errors import EngineError
 from stackcert.evidence.findings import Finding
 from stackcert.install.gate import GateRequirement, requirements_for_stack, run_import_gate
@@ -23,8 +23,8 @@ from stackcert.status import Status
 
 
 def env_step(ctx: RunContext) -> Outcome:
-    """Probe the host: Python, OS, accelerators, packages."""
-    return Outcome(status=Status.PASS, result=probe_host())
+    """Probe the target (this host, the container or the ssh host): Python, OS, accelerators, packages."""
+    return Outcome(status=Status.PASS, result=probe_target(ctx.target))
 
 
 def install_step(ctx: RunContext) -> Outcome:
@@ -36,7 +36,7 @@ def install_step(ctx: RunContext) -> Outcome:
                 reqs.append(req)
     if not reqs:  # endpoint stacks: nothing runs here, so nothing has to import
         return Outcome(status=Status.SKIPPED, reason="no engine to import for these stacks")
-    result = run_import_gate(reqs, log_dir=ctx.layout.install_dir, progress=ctx.progress)
+    result = run_import_gate(reqs, log_dir=ctx.layout.install_dir, progress=ctx.progress, target=ctx.target)
     status = Status.PASS if result.passed else Status.FAIL
     return Outcome(status=status, reason=result.reason, result=result)
 

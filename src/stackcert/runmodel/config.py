@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -21,23 +20,8 @@ from stackcert.consistency.tolerance import ToleranceOverrides
 from stackcert.errors import ConfigError, UsageError
 from stackcert.features.models import FeatureOptions
 from stackcert.smoke.models import SmokeOptions
+from stackcert.targets.spec import TargetSpec
 from stackcert.yamlio import load_model_file
-
-
-class TargetSpec(Strict):
-    """Where the commands run. Only `local` works today; the others are declared so configs can name them."""
-
-    kind: Literal["local", "docker", "ssh"] = "local"
-    container: str | None = Field(None, description="docker: the container name")
-    host: str | None = Field(None, description="ssh: user@host")
-
-    def require_supported(self) -> None:
-        if self.kind != "local":
-            raise UsageError(
-                f"target kind '{self.kind}' is not supported yet",
-                where="target.kind",
-                fix="use 'target: {kind: local}' and run stackcert on the machine itself",
-            )
 
 
 class PhaseSpec(Strict):
@@ -244,5 +228,4 @@ def load_run_config(path: Path) -> RunConfig:
     if path.is_dir():
         raise ConfigError(f"{path} is a folder, not a config file", where=str(path), fix="give a YAML file")
     config = load_model_file(path, RunConfig)
-    config.target.require_supported()
     return config

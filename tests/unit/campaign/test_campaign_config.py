@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from stackcert.campaign.config import CampaignConfig, cells, deep_merge, expand, load_campaign
 from stackcert.errors import ConfigError
@@ -106,9 +107,8 @@ def test_a_bad_override_names_the_run_and_the_key() -> None:
     campaign = _campaign(overrides={"phases": {"smoke": {"speed": 3}}})
     with pytest.raises(ConfigError, match=r"run gemma__demo__a: phases\.smoke\.speed"):
         expand(campaign)
-    unsupported = _campaign(targets={"box": {"kind": "docker", "container": "c"}})
-    with pytest.raises(ConfigError, match="target kind 'docker' is not supported yet"):
-        expand(unsupported)
+    with pytest.raises(ValidationError, match=r"target\.kind docker needs target\.container"):
+        _campaign(targets={"box": {"kind": "docker"}})
 
 
 def test_deep_merge_merges_mappings_and_replaces_the_rest() -> None:
