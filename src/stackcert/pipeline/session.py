@@ -10,14 +10,13 @@ from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import envelope, private_dir, read_json, write_json_atomic
-from stackcert.pipeline.ledger import STATE_FILE, Ledger
+from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.runner import PLAN, Pipeline
 from stackcert.progress import Progress
 from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.layout import CONFIG_FILE, STATE_FILE
 from stackcert.runmodel.verdict import VerdictResult
 from stackcert.secrets import REDACTED
-
-CONFIG_FILE = "config.json"
 
 
 def new_folder(output_dir: str, name: str, folder: Path | None, marker: str, *, kind: str) -> Path:
