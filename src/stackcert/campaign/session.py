@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from stackcert.campaign.config import CampaignConfig, Entry, RaySpec, expand
@@ -18,6 +17,7 @@ from stackcert.campaign.state import (
 )
 from stackcert.errors import UsageError
 from stackcert.jsonio import private_dir
+from stackcert.pipeline.session import new_folder
 
 Opened = tuple[CampaignState, list[Entry], RaySpec]
 
@@ -25,15 +25,9 @@ Opened = tuple[CampaignState, list[Entry], RaySpec]
 def new_campaign(campaign: CampaignConfig, campaign_dir: Path | None = None) -> Opened:
     """Expand and validate every run, then create the folder with plan.json and campaign.json."""
     entries = expand(campaign)  # bad input stops here, before the folder or Ray exists
-    if campaign_dir is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        campaign_dir = Path(campaign.output_dir) / f"{campaign.name}-{stamp}"
-    if (campaign_dir / CAMPAIGN_FILE).exists():
-        raise UsageError(
-            f"{campaign_dir} already holds a campaign",
-            where=str(campaign_dir),
-            fix=f"continue it with --resume {campaign_dir}, or pick another --campaign-dir",
-        )
+    campaign_dir = new_folder(
+        campaign.output_dir, campaign.name, campaign_dir, CAMPAIGN_FILE, kind="campaign"
+    )
     private_dir(campaign_dir / RUNS_DIR)  # run folders hold logs and answers: owner only
     campaign_dir = campaign_dir.resolve()
     save_plan(campaign_dir, entries, campaign.ray)

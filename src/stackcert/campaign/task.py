@@ -18,11 +18,12 @@ from typing import Any
 
 from stackcert.errors import StackcertError
 from stackcert.jsonio import read_json
-from stackcert.pipeline.ledger import STATE_FILE, Ledger
+from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.preflight import preflight
 from stackcert.pipeline.runner import Interrupted
 from stackcert.pipeline.session import execute, new_run, restore_secrets, resume_run
 from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.layout import STATE_FILE
 from stackcert.status import Status
 
 HARD_STOP_GRACE_S = 60.0

@@ -24,7 +24,7 @@ from stackcert.install.gate import GateResult, run_import_gate
 from stackcert.install.plan import InstallPlan
 from stackcert.install.spec import FLAGCX_HOME, StackInstall, default_stack, engine_only, load_install_config
 from stackcert.install.wheels import load_wheel_table
-from stackcert.jsonio import envelope
+from stackcert.jsonio import envelope, write_json_atomic
 
 
 def _render_plan(plan: InstallPlan) -> None:
@@ -241,6 +241,7 @@ def install_command(
     target = python or Path(sys.executable)
     if gate_only:
         gate = run_import_gate(stack, python=target, timeout=timeout, log_dir=rdir / "install" / "gate")
+        write_json_atomic(rdir / "install" / "gate" / "gate.json", gate)  # --gate has no install.json
         emit(
             envelope("install-gate", gate.model_dump(mode="json")),
             as_json=json_out,

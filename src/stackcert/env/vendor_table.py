@@ -8,6 +8,8 @@ Runtime settings: vllm-plugin-FL's README and docs/usage/*.md and the FlagOS set
 
 from __future__ import annotations
 
+from typing import Any
+
 from stackcert.env.vendors import DetectCommand, ParseSpec, RuntimeSpec, Vendor
 
 FLAGCX = "github.com/flagos-ai/FlagCX@0c721293a793 plugin/torch/_build_config.py"
@@ -41,25 +43,30 @@ def _box(tool: str) -> DetectCommand:
     )
 
 
+def _flagos(key: str, *, docs: tuple[str, ...] = (), **fields: Any) -> Vendor:
+    """A row whose FlagCX flag (USE_<KEY>), adaptor and FlagTree backend default to `key`."""
+    # Its sources are FlagCX, `docs`, then FlagTree.
+    defaults = {"flagcx_make_flag": f"USE_{key.upper()}", "flagcx_adaptor": key, "flagtree_backend": key}
+    return Vendor(key=key, sources=(FLAGCX, *docs, FLAGTREE), **(defaults | fields))
+
+
 _EAGER = (("enforce_eager", True),)
 
 VENDOR_ROWS: tuple[Vendor, ...] = (
-    Vendor(
-        key="nvidia",
+    _flagos(
+        "nvidia",
+        docs=(PLUGIN_README,),
         display="NVIDIA",
         detect=(DetectCommand(argv=("nvidia-smi", *_QUERY), parse=_CSV),),
         visible_devices_env="CUDA_VISIBLE_DEVICES",
         torch_device="cuda",
-        flagcx_make_flag="USE_NVIDIA",
-        flagcx_adaptor="nvidia",
-        flagtree_backend="nvidia",
         vllm_target_device="cuda",
         plugin_build_vendor="cuda",
         install_notes=("FlagTree replaces the standalone triton: uninstall triton first (FlagTree README)",),
-        sources=(FLAGCX, PLUGIN_README, FLAGTREE),
     ),
-    Vendor(
-        key="amd",
+    _flagos(
+        "amd",
+        docs=(PLUGIN_README,),
         display="AMD",
         detect=(
             DetectCommand(
@@ -74,14 +81,11 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         visible_devices_env="HIP_VISIBLE_DEVICES",
         torch_device="cuda",
-        flagcx_make_flag="USE_AMD",
-        flagcx_adaptor="amd",
-        flagtree_backend="amd",
         plugin_build_vendor="cuda",
-        sources=(FLAGCX, PLUGIN_README, FLAGTREE),
     ),
-    Vendor(
-        key="ascend",
+    _flagos(
+        "ascend",
+        docs=(SKILL_NPU, PLUGIN_README),
         display="Huawei Ascend",
         detect=(
             DetectCommand(
@@ -101,9 +105,6 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         visible_devices_env="ASCEND_RT_VISIBLE_DEVICES",
         torch_device="npu",
-        flagcx_make_flag="USE_ASCEND",
-        flagcx_adaptor="ascend",
-        flagtree_backend="ascend",
         runtime=RuntimeSpec(
             env=(("TRITON_ALL_BLOCKS_PARALLEL", "1"),),
             engine_args=_EAGER,
@@ -111,10 +112,9 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         install_notes=("FlagTree must be installed before FlagGems, or FlagGems' checks fail",),
         install_before=(("flagtree", "flag_gems"),),
-        sources=(FLAGCX, SKILL_NPU, PLUGIN_README, FLAGTREE),
     ),
-    Vendor(
-        key="metax",
+    _flagos(
+        "metax",
         display="MetaX",
         detect=(
             DetectCommand(
@@ -131,21 +131,17 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         visible_devices_env="CUDA_VISIBLE_DEVICES",
         torch_device="cuda",
-        flagcx_make_flag="USE_METAX",
-        flagcx_adaptor="metax",
-        flagtree_backend="metax",
-        sources=(FLAGCX, FLAGTREE),
         uncertain=("visible_devices_env (MACA_VISIBLE_DEVICES on some releases)", "detect (mx-smi layout)"),
     ),
-    Vendor(
-        key="iluvatar",
+    _flagos(
+        "iluvatar",
+        docs=(SKILL_ILU, ILU_GUIDE),
         display="Iluvatar CoreX",
         detect=(DetectCommand(argv=("ixsmi", *_QUERY), parse=_CSV),),
         visible_devices_env="CUDA_VISIBLE_DEVICES",
         torch_device="cuda",
         flagcx_make_flag="USE_ILUVATAR_COREX",
         flagcx_adaptor="iluvatar_corex",
-        flagtree_backend="iluvatar",
         runtime=RuntimeSpec(
             env=(
                 ("USE_ILUVATAR_COREX", "1"),
@@ -164,10 +160,10 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
                 "vllm_fl/dispatch/config/iluvatar.yaml",
             ),
         ),
-        sources=(FLAGCX, SKILL_ILU, ILU_GUIDE, FLAGTREE),
     ),
-    Vendor(
-        key="hygon",
+    _flagos(
+        "hygon",
+        docs=(HYGON_GUIDE,),
         display="Hygon DCU",
         detect=(
             DetectCommand(
@@ -190,11 +186,11 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
             env=(("GEMS_VENDOR", "hygon"), ("VLLM_USE_V2_MODEL_RUNNER", "0")),
             notes=("the validated Hygon stack uses vendor RCCL with FLAGCX_PATH unset",),
         ),
-        sources=(FLAGCX, HYGON_GUIDE, FLAGTREE),
         uncertain=("detect (hy-smi JSON keys)",),
     ),
-    Vendor(
-        key="mthreads",
+    _flagos(
+        "mthreads",
+        docs=(SKILL_MT,),
         display="Moore Threads",
         detect=(
             DetectCommand(
@@ -212,28 +208,24 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         torch_device="musa",
         flagcx_make_flag="USE_MUSA",
         flagcx_adaptor="musa",
-        flagtree_backend="mthreads",
         runtime=RuntimeSpec(
             env=(("USE_MUSA", "1"), ("FLAGCX_ADAPTOR", "musa"), ("VLLM_MUSA_ENABLE_MOE_TRITON", "1")),
             engine_args=(*_EAGER, ("block_size", 64), ("attention_config", {"backend": "TORCH_SDPA"})),
             notes=("first inference of some models is slow: Triton kernels compile",),
         ),
-        sources=(FLAGCX, SKILL_MT, FLAGTREE),
     ),
-    Vendor(
-        key="kunlunxin",
+    _flagos(
+        "kunlunxin",
         display="Kunlunxin XPU",
         detect=(_box("xpu-smi"),),
         visible_devices_env="XPU_VISIBLE_DEVICES",
         torch_device="cuda",
-        flagcx_make_flag="USE_KUNLUNXIN",
         flagcx_adaptor="klx",
         flagtree_backend="xpu",
-        sources=(FLAGCX, FLAGTREE),
         uncertain=("torch_device (xpytorch exposes 'cuda')",),
     ),
-    Vendor(
-        key="cambricon",
+    _flagos(
+        "cambricon",
         display="Cambricon MLU",
         detect=(
             DetectCommand(
@@ -250,14 +242,10 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         visible_devices_env="MLU_VISIBLE_DEVICES",
         torch_device="mlu",
-        flagcx_make_flag="USE_CAMBRICON",
-        flagcx_adaptor="cambricon",
-        flagtree_backend="cambricon",
         install_notes=("FlagTree publishes no cambricon wheel: build from its triton_v3.2.x branch",),
-        sources=(FLAGCX, FLAGTREE),
     ),
-    Vendor(
-        key="enflame",
+    _flagos(
+        "enflame",
         display="Enflame GCU",
         detect=(
             DetectCommand(
@@ -274,43 +262,31 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         ),
         visible_devices_env="TOPS_VISIBLE_DEVICES",
         torch_device="gcu",
-        flagcx_make_flag="USE_ENFLAME",
-        flagcx_adaptor="enflame",
-        flagtree_backend="enflame",
-        sources=(FLAGCX, FLAGTREE),
         uncertain=("detect (efsmi table layout)",),
     ),
-    Vendor(
-        key="tsingmicro",
+    _flagos(
+        "tsingmicro",
         display="Tsingmicro",
         detect=(_box("tsm_smi"),),
         visible_devices_env="TXDA_VISIBLE_DEVICES",
         flagcx_make_flag="USE_TSM",
         flagcx_adaptor="tsm",
-        flagtree_backend="tsingmicro",
-        sources=(FLAGCX, FLAGTREE),
         uncertain=("detect (tsm_smi layout)", "visible_devices_env", "torch_device"),
     ),
-    Vendor(
-        key="sunrise",
+    _flagos(
+        "sunrise",
         display="Sunrise",
         detect=(_box("pt-smi"),),
         visible_devices_env="CUDA_VISIBLE_DEVICES",
-        flagcx_make_flag="USE_SUNRISE",
-        flagcx_adaptor="sunrise",
-        flagtree_backend="sunrise",
-        sources=(FLAGCX, FLAGTREE),
         uncertain=("detect (pt-smi layout)", "visible_devices_env", "torch_device"),
     ),
-    Vendor(
-        key="ppu",
+    _flagos(
+        "ppu",
+        docs=(THEAD_GUIDE,),
         display="Pingtouge (T-Head) PPU",
         detect=(_box("ppu-smi"),),
         visible_devices_env="CUDA_VISIBLE_DEVICES",
         torch_device="cuda",
-        flagcx_make_flag="USE_PPU",
-        flagcx_adaptor="ppu",
-        flagtree_backend="ppu",
         runtime=RuntimeSpec(
             env=(
                 ("GEMS_VENDOR", "thead"),
@@ -322,7 +298,6 @@ VENDOR_ROWS: tuple[Vendor, ...] = (
         install_notes=(
             "install the plugin without VLLM_VENDOR=cuda: the CUDA build is not the validated one",
         ),
-        sources=(FLAGCX, THEAD_GUIDE, FLAGTREE),
         uncertain=("detect (ppu-smi layout)",),
     ),
     Vendor(

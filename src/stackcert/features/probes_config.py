@@ -8,7 +8,7 @@ import struct
 import zlib
 
 from stackcert.features.context import ProbeContext, result
-from stackcert.features.models import FeatureResult, RequestEvidence
+from stackcert.features.models import FeatureId, FeatureResult, RequestEvidence
 from stackcert.features.wire import completion_text
 
 SERVE_PROMPT = "The capital of France is"
@@ -21,6 +21,18 @@ def serves(ctx: ProbeContext) -> tuple[bool, RequestEvidence]:
     if text is not None and not text.strip():
         reply.evidence.error = "empty text"
     return reply.ok and bool(text and text.strip()), reply.evidence
+
+
+def _without_trait(
+    ctx: ProbeContext, feature: FeatureId, present: bool, absent: str, *, decided_by: str, mode: str
+) -> FeatureResult | None:
+    """Error if config.json is unreadable, not-applicable if it lacks the trait; None: go on and probe."""
+    cp = ctx.checkpoint
+    if not cp.readable:
+        return result(feature, "error", f"cannot decide without config.json: {cp.problem}")
+    if not present:
+        return result(feature, "not-applicable", absent, decided_by=decided_by, mode=mode)
+    return None
 
 
 def graph_mode(ctx: ProbeContext) -> FeatureResult:
@@ -70,18 +82,18 @@ def graph_mode(ctx: ProbeContext) -> FeatureResult:
 def expert_parallel(ctx: ProbeContext) -> FeatureResult:
     """Not applicable unless config.json names routed experts; then expert parallelism on or off."""
     cp = ctx.checkpoint
-    if not cp.readable:
-        return result("expert_parallel", "error", f"cannot decide without config.json: {cp.problem}")
-    if not cp.is_moe:
-        return result(
-            "expert_parallel",
-            "not-applicable",
-            "dense model: config.json names no routed experts",
-            decided_by=f"config.json {cp.expert_key}={cp.experts}"
-            if cp.expert_key
-            else "config.json: no num_experts / num_local_experts / n_routed_experts",
-            mode="dense",
-        )
+    dense = _without_trait(
+        ctx,
+        "expert_parallel",
+        cp.is_moe,
+        "dense model: config.json names no routed experts",
+        decided_by=f"config.json {cp.expert_key}={cp.experts}"
+        if cp.expert_key
+        else "config.json: no num_experts / num_local_experts / n_routed_experts",
+        mode="dense",
+    )
+    if dense is not None:
+        return dense
     ep = ctx.view.flag("enable_expert_parallel")
     setting = ctx.view.get("enable_expert_parallel")
     ok, ev = serves(ctx)
@@ -155,16 +167,16 @@ def speculative_decoding(ctx: ProbeContext) -> FeatureResult:
 def multimodal(ctx: ProbeContext) -> FeatureResult:
     """Not applicable without a vision part in config.json; else one text+image chat request."""
     cp = ctx.checkpoint
-    if not cp.readable:
-        return result("multimodal", "error", f"cannot decide without config.json: {cp.problem}")
-    if not cp.has_vision:
-        return result(
-            "multimodal",
-            "not-applicable",
-            "text-only model: config.json has no vision part",
-            decided_by="config.json: no vision_config / image_token_id",
-            mode="text",
-        )
+    text_only = _without_trait(
+        ctx,
+        "multimodal",
+        cp.has_vision,
+        "text-only model: config.json has no vision part",
+        decided_by="config.json: no vision_config / image_token_id",
+        mode="text",
+    )
+    if text_only is not None:
+        return text_only
     body: dict[str, object] = {
         "model": ctx.served_model,
         "max_tokens": 16,

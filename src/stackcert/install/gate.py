@@ -22,7 +22,6 @@ from stackcert.config import StackSpec
 from stackcert.engines.process import run_command
 from stackcert.errors import UsageError
 from stackcert.install.spec import GateRequirement, StackInstall, default_stack
-from stackcert.jsonio import write_json_atomic
 from stackcert.progress import NullProgress, Progress
 from stackcert.status import Status
 from stackcert.targets import LOCAL, Target
@@ -274,7 +273,8 @@ def run_import_gate(
 ) -> GateResult:
     """Check every requirement; the gate passes when every required engine and plugin passes.
 
-    `values` fills templates such as `{src}` in library paths. Writes `gate.json` into `log_dir`.
+    `values` fills templates such as `{src}` in library paths. Writes the logs into `log_dir`; the
+    result is the caller's to save (install.json holds it).
     """
     reqs = (
         [p.gate for p in requirements.packages if p.gate]
@@ -312,6 +312,5 @@ def run_import_gate(
     if not reqs:
         reason = "nothing to check: the requirement list is empty"
     result = GateResult(passed=not failed and bool(reqs), python=str(python), packages=results, reason=reason)
-    write_json_atomic(log_dir / "gate.json", result)
     prog.on_finish("import gate", "pass" if result.passed else "fail")
     return result

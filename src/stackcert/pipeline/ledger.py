@@ -16,10 +16,9 @@ from pydantic import BaseModel, Field
 from stackcert import SCHEMA_VERSION, __version__
 from stackcert.errors import UsageError
 from stackcert.jsonio import read_json, write_json_atomic
+from stackcert.runmodel.layout import STATE_FILE
 from stackcert.runmodel.steps import EngineStart, StepRecord
 from stackcert.status import Status
-
-STATE_FILE = "state.json"
 
 
 def _now() -> str:

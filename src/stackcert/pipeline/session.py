@@ -10,27 +10,32 @@ from pydantic import ValidationError
 
 from stackcert.errors import UsageError
 from stackcert.jsonio import envelope, private_dir, read_json, write_json_atomic
-from stackcert.pipeline.ledger import STATE_FILE, Ledger
+from stackcert.pipeline.ledger import Ledger
 from stackcert.pipeline.runner import PLAN, Pipeline
 from stackcert.progress import Progress
 from stackcert.runmodel.config import RunConfig
+from stackcert.runmodel.layout import CONFIG_FILE, STATE_FILE
 from stackcert.runmodel.verdict import VerdictResult
 from stackcert.secrets import REDACTED
 
-CONFIG_FILE = "config.json"
+
+def new_folder(output_dir: str, name: str, folder: Path | None, marker: str, *, kind: str) -> Path:
+    """A new run's or campaign's folder, `<output_dir>/<name>-<UTC stamp>` unless given (not yet created)."""
+    if folder is None:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        folder = Path(output_dir) / f"{name}-{stamp}"
+    if (folder / marker).exists():
+        raise UsageError(
+            f"{folder} already holds a {kind}",
+            where=str(folder),
+            fix=f"continue it with --resume {folder}, or pick another --{kind}-dir",
+        )
+    return folder
 
 
 def new_run(config: RunConfig, run_dir: Path | None = None) -> tuple[RunConfig, Ledger]:
     """A new run folder (private) holding the config and a fresh ledger."""
-    if run_dir is None:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        run_dir = Path(config.output_dir) / f"{config.name}-{stamp}"
-    if (run_dir / STATE_FILE).exists():
-        raise UsageError(
-            f"{run_dir} already holds a run",
-            where=str(run_dir),
-            fix=f"continue it with --resume {run_dir}, or pick another --run-dir",
-        )
+    run_dir = new_folder(config.output_dir, config.name, run_dir, STATE_FILE, kind="run")
     private_dir(run_dir)
     write_json_atomic(
         run_dir / CONFIG_FILE, envelope("run-config", {"config": config.model_dump(mode="json")})

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from stackcert.paths import stack_folder
 
+CONFIG_FILE = "config.json"  # the run's saved config
+STATE_FILE = "state.json"  # the ledger
+
 # Step id -> its result file, for the steps that are not per stack.
 _STEP_FILES = {
     "env": "env.json",
@@ -34,12 +37,12 @@ class RunLayout:
     @property
     def config_file(self) -> Path:
         """The run's saved config (secrets redacted)."""
-        return self.root / "config.json"
+        return self.root / CONFIG_FILE
 
     @property
     def state_file(self) -> Path:
         """The ledger, `state.json`."""
-        return self.root / "state.json"
+        return self.root / STATE_FILE
 
     @property
     def logs_dir(self) -> Path:

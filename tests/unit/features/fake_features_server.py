@@ -10,26 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from tests.unit.smoke.fake_openai_server import FakeOpenAIServer
 
-from stackcert.config import StackSpec
 from stackcert.engines.base import ServerInfo
-from stackcert.evidence.findings import Finding
 
 MODEL = "fake-model"
 BLOCK = 16
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def count_tokens(text: str) -> int:
@@ -56,18 +47,14 @@ class Behaviour:
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
-class FakeFeaturesServer:
+class FakeFeaturesServer(FakeOpenAIServer):
     """Implements the Server protocol (with a ServerInfo, argv and a log like a started engine)."""
 
     def __init__(
         self, *, argv: list[str] | None = None, log_text: str | None = None, tmp: Path | None = None
     ):
+        super().__init__(name="fake")
         self.behaviour = Behaviour()
-        self.stack = StackSpec(name="fake", engine="endpoint", url="http://127.0.0.1")
-        self.served_model = MODEL
-        self.port = _free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path: Path | None = None
         if log_text is not None and tmp is not None:
             self.log_path = tmp / "server.log"
             self.log_path.write_text(log_text, encoding="utf-8")
@@ -78,15 +65,6 @@ class FakeFeaturesServer:
         self.queries = 0.0
         self.seen: set[str] = set()
         self.in_flight = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def alive(self) -> bool:
-        return True
-
-    def findings(self) -> list[Finding]:
-        return []
 
     # -- handlers
     async def _models(self, request: web.Request) -> web.Response:
@@ -194,35 +172,14 @@ class FakeFeaturesServer:
         message = {"role": "assistant", "content": "Red."}
         return web.json_response({"choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _app(self) -> web.Application:
         app = web.Application(client_max_size=64 << 20)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/tokenize", self._tokenize)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        self._loop.run_until_complete(site.start())
-        self._ready.set()
-        self._loop.run_forever()
-        pending = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
-        for task in pending:
-            task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> FakeFeaturesServer:
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        return app
 
 
 def engine_log(

@@ -84,6 +84,7 @@ def test_gate_only(plain_venv: Path, tiny_config: Path, tmp_path: Path) -> None:
     data = json.loads(out)
     assert data["kind"] == "install-gate"
     assert data["passed"] is False and "sc_broken (plugin) fail" in data["reason"]
+    assert json.loads((tmp_path / "install" / "gate" / "gate.json").read_text())["passed"] is False
     assert code == 1
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from stackcert.errors import UsageError
-from stackcert.pipeline.ledger import STATE_FILE, Ledger
+from stackcert.pipeline.ledger import Ledger
+from stackcert.runmodel.layout import STATE_FILE
 from stackcert.status import Status
 
 PLAN = [("a", "step a"), ("b", "step b"), ("c", "step c")]

@@ -12,6 +12,7 @@ import json
 import socket
 import threading
 from pathlib import Path
+from typing import Self
 
 from aiohttp import web
 
@@ -115,13 +116,18 @@ class FakeOpenAIServer:
         )
         return web.Response(text=text)
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _app(self) -> web.Application:
+        """The routes it serves; a subclass fake adds its own."""
         app = web.Application()
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/metrics", self._metrics)
+        return app
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = self._app()
         self._runner = web.AppRunner(app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -136,7 +142,7 @@ class FakeOpenAIServer:
         self._loop.run_until_complete(self._runner.cleanup())
         self._loop.close()
 
-    def __enter__(self) -> FakeOpenAIServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         self._ready.wait(10)
         return self
