@@ -7,4 +7,8 @@ bash scripts/bootstrap.sh
 bash scripts/ensure_chromium.sh || echo "[test] could not install chromium: the HTML render test will fail"
 VENV="${STACKCERT_VENV:-.venv}"
 "$VENV/bin/stackcert" model prepare demo
-exec "$VENV/bin/python" -m pytest "$@"
+# The docker and ssh target tests need dockerd and sshd; stop what we started, whatever happens.
+bash scripts/services.sh start
+trap 'bash scripts/services.sh stop' EXIT
+export STACKCERT_REQUIRE_TARGETS=1  # here a missing daemon fails the target tests instead of skipping them
+"$VENV/bin/python" -m pytest "$@"

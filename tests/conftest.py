@@ -52,3 +52,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     last = [item for item in items if item.nodeid.split("::")[0].endswith(RUN_LAST)]
     if last:
         items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(scope="session")
+def docker_container() -> Iterator[object]:
+    """A running container of the local skeleton image (tests/targets_support.py)."""
+    from tests.targets_support import start_container
+
+    box = start_container("s")
+    yield box
+    box.remove()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """An sshd on 127.0.0.1 with its own keys (tests/targets_support.py)."""
+    from tests.targets_support import ssh_server
+
+    yield from ssh_server(tmp_path_factory.mktemp("sshd"))

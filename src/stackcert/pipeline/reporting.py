@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from stackcert.errors import StackcertError
 from stackcert.evidence.findings import Finding
 from stackcert.jsonio import now_iso, write_json_atomic
 from stackcert.pipeline.context import ROLES, Outcome, RunContext
@@ -13,6 +14,7 @@ from stackcert.report.deliverables import write_deliverables
 from stackcert.report.render import write_reports
 from stackcert.report.schema import FlagStep, FlagSteps, ModelSummary, Report, ServeAdvice, StackReport
 from stackcert.status import Status
+from stackcert.targets import TargetInfo
 
 _FLAG_STATUS = {
     Status.PASS: "success",
@@ -150,6 +152,7 @@ def build_report(ctx: RunContext, *, report_running_as_pass: bool = True) -> Rep
         candidate=cfg.candidate,
         engine_starts={name: starts.get(name, 0) for name in (cfg.reference, cfg.candidate)},
         timeline=timeline,
+        target=_target_info(ctx),
         env=res.env,
         vendor_runtime=ctx.runtime() if ctx.runtime().vendor is not None else None,
         install=res.install,
@@ -178,3 +181,11 @@ def report_step(ctx: RunContext) -> Outcome:
     # The report is its own result file; no result in the outcome keeps the runner from overwriting it.
     ctx.ledger.get("report").result_file = ctx.layout.result_rel("report")
     return Outcome(status=Status.PASS, reason=f"verdict {report.status}")
+
+
+def _target_info(ctx: RunContext) -> TargetInfo | None:
+    """Where the run executed; None when the target cannot be described any more (a container gone)."""
+    try:
+        return ctx.target.describe()
+    except StackcertError:
+        return None

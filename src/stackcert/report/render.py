@@ -97,6 +97,10 @@ def env_rows(report: Report, limit: int = 40) -> list[tuple[str, str]]:
         elif value is not None and value != "":
             rows.append((prefix, str(value)))
 
+    if report.target is not None:
+        t = report.target
+        rows.append(("target", f"{t.kind}: {t.name} (Python {t.python}, servers on {t.bind_host})"))
+        rows += [(f"target.{k}", v) for k, v in t.detail.items() if v]
     walk("", report.env.model_dump(mode="json") if report.env is not None else {}, 0)
     return rows
 

@@ -26,6 +26,7 @@ from stackcert.runmodel.results import CompareResult
 from stackcert.runmodel.steps import StepRecord
 from stackcert.runmodel.verdict import Verdict, VerdictResult
 from stackcert.smoke.models import SmokeResult
+from stackcert.targets import TargetInfo
 
 REPORT_SCHEMA = "stackcert.report/1"
 
@@ -125,6 +126,7 @@ class Report(BaseModel):
     candidate: str
     engine_starts: dict[str, int] = Field(default_factory=dict)
     timeline: list[StepRecord] = Field(default_factory=list)
+    target: TargetInfo | None = Field(None, description="where the run's commands executed")
     env: HostInfo | None = None
     vendor_runtime: VendorRuntime | None = Field(
         None, description="the accelerator vendor's env and engine arguments applied to the stacks"
