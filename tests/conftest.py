@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 # Tests that start engines of their own: they run last, after every other user of the shared session
 # engines, and stop those first, all but the one they use (see tests/e2e/conftest.py SharedEngines).
-RUN_LAST = ("test_pipeline_demo.py",)
+RUN_LAST = ("test_pipeline_demo.py", "test_targets_e2e.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
