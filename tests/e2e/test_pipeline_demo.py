@@ -53,6 +53,9 @@ phases:
       sharegpt_texts: 0
       task_limit: 6
       task_budget: 6
+  # The capacity ramp's first rung only (capacity_budget_s 0): every feature is still probed on the
+  # candidate's real server; no assertion here reads the matrix (test_features_vllm.py does).
+  features: {options: {capacity_budget_s: 0}}
 """
 PROMPTS = ["Question: What is 12+7?\nAnswer:", "The capital of France is"]
 EXE = Path(sys.executable).parent / "stackcert"
