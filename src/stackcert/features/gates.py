@@ -17,6 +17,7 @@ from stackcert.features.models import DummyRealRow, GateCheck, RequestEvidence, 
 from stackcert.features.wire import Wire, completion_text
 from stackcert.progress import NullProgress, Progress
 from stackcert.status import Status
+from stackcert.targets import LOCAL, Target
 
 GATE_PROMPT = "The capital of France is"
 GATE_MAX_TOKENS = 8
@@ -81,8 +82,10 @@ def dummy_weight_gate(
     run_dir: Path,
     timeouts: ServerTimeouts | None = None,
     progress: Progress | None = None,
+    target: Target = LOCAL,
 ) -> WeightGate:
-    """Stage A: start the stack with `--load-format dummy`, check request-level serving, stop it."""
+    """Stage A: start the stack (on the target) with `--load-format dummy`, check request-level
+    serving, stop it."""
     progress = progress or NullProgress()
     t0 = time.monotonic()
     gate = WeightGate(stage="dummy", stack=stack.name, load_format="dummy")
@@ -97,7 +100,7 @@ def dummy_weight_gate(
     progress.on_start(task)
     try:
         with launch_server(
-            dummy_stack(stack), model, run_dir=run_dir, timeouts=timeouts, progress=progress
+            dummy_stack(stack), model, run_dir=run_dir, timeouts=timeouts, progress=progress, target=target
         ) as srv:
             gate.started = True
             _record_server(gate, srv)

@@ -29,6 +29,7 @@ def dummy_weights_step(ctx: RunContext) -> Outcome:
         run_dir=ctx.layout.dummy_gate_dir,
         timeouts=ServerTimeouts(absolute=ctx.config.timeouts.engine_start),
         progress=ctx.progress,
+        target=ctx.target,
     )
     start.ok, start.log_path = gate.started, gate.log_path
     ctx.ledger.save()

@@ -41,6 +41,12 @@ def preflight(config: RunConfig) -> None:
                 where="model.path",
                 fix="the checkpoint must be at the same path in the target and here (mount or copy it)",
             )
+    if target.remote and config.phases.smoke.enabled and config.phases.smoke.options.offline:
+        raise ConfigError(
+            f"the offline smoke check runs on the local target only (this run: {target.kind})",
+            where="phases.smoke.options.offline",
+            fix="set it to false: the served checks run through the target",
+        )
     for role in ("reference", "candidate"):
         stack = config.stacks[getattr(config, role)]
         check_stack(stack, where=f"stacks.{getattr(config, role)}", local=not target.remote)
