@@ -2,10 +2,12 @@
 
 Both stacks run in the target. Docker: the reference is the demo's eager stack on vLLM, the
 candidate the transformers engine (float32; up in ~15 s). Ssh: two transformers stacks (the vLLM
-start through a target is already proven by the docker run; this keeps the suite's time). Every command of the run goes through the target: the
-env probe and the import gate run there, the engines start there under the remote guard, requests
-reach them on the container's address (docker) or through a port forwarded by the ssh connection.
-After the run no engine process is left in the target.
+start through a target is already proven by the docker run; this keeps the suite's time).
+
+Every command of the run goes through the target: the env probe and the import gate run there, the
+engines start there under the remote guard, requests reach them on the container's address
+(docker) or through a port forwarded by the ssh connection. After the run no engine process is
+left in the target.
 """
 
 from __future__ import annotations
