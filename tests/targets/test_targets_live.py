@@ -180,3 +180,23 @@ def test_the_vllm_build_is_asked_in_the_target(target: Target) -> None:
     assert cpu_build_on(target) == is_cpu_build()
     broken = open_target(target.spec.model_copy(update={"python": "/no/such/python"}))
     assert cpu_build_on(broken) is False
+
+
+def test_the_target_keeps_its_own_environment(target: Target, tmp_path: Path) -> None:
+    """Only the stack's variables travel: this machine's environment means nothing in the target, and
+    the stack's unset_env removes a variable the target itself has."""
+    from stackcert.engines.process import ManagedProcess
+
+    os.environ["STACKCERT_ONLY_HERE"] = "local"
+    try:
+        log = tmp_path / "env.log"
+        script = 'echo "here=${STACKCERT_ONLY_HERE:-absent} set=$STACKCERT_SET home=${HOME:-unset}"'
+        with ManagedProcess(
+            ["sh", "-c", script], log_path=log, env={"STACKCERT_SET": "yes"}, target=target, unset=["HOME"]
+        ) as proc:
+            proc.wait(timeout=30)
+        assert log.read_text().strip() == "here=absent set=yes home=unset"
+    finally:
+        del os.environ["STACKCERT_ONLY_HERE"]
+    # Without `unset`, the target's own HOME is there.
+    assert target.run(["sh", "-c", "echo ${HOME:-unset}"], timeout=20).stdout.strip() != "unset"

@@ -51,12 +51,15 @@ class ManagedProcess:
         cwd: Path | None = None,
         target: Target | None = None,
         forwards: Sequence[tuple[int, int]] = (),
+        unset: Sequence[str] = (),
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.target = target
         self.forwards = tuple(forwards)  # (local, target) ports the ssh client forwards
+        self.unset = tuple(unset)  # remote only: names removed from the target's environment
         self.log_path = log_path
-        self.env = dict(env) if env is not None else dict(os.environ)
+        base = target.base_env() if target is not None else dict(os.environ)
+        self.env = dict(env) if env is not None else base
         self.cwd = cwd
         self._proc: subprocess.Popen[bytes] | None = None
         self._pipe_w: int | None = None
@@ -98,7 +101,7 @@ class ManagedProcess:
 
     def _start_remote(self, target: RemoteTarget) -> ManagedProcess:
         """Start the target's client with the remote guard; its stdin (ours alone) carries the command."""
-        launch = target.launch(self.argv, self.env, self.cwd, self.forwards)
+        launch = target.launch(self.argv, self.env, self.cwd, self.forwards, unset=self.unset)
         log = os.fdopen(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         try:
             self._proc = subprocess.Popen(

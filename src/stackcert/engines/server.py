@@ -162,8 +162,9 @@ class ProcessServer:
         self.progress: Progress = progress or NullProgress()
         self._phases = phases
         self._model_dirs = model_dirs
+        remote_unset = stack.unset_env if target is not None and target.remote else ()
         self._proc = ManagedProcess(
-            argv, log_path=log_path, env=env, target=target, forwards=exposure.forwards
+            argv, log_path=log_path, env=env, target=target, forwards=exposure.forwards, unset=remote_unset
         )
         self.phase = "starting"
         self.info = ServerInfo(

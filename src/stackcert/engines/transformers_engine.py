@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -117,7 +116,7 @@ def serve(
         engine="transformers",
         launcher="command" if command else "hf_server",
         argv=argv,
-        env=stack.child_env(dict(os.environ)),
+        env=stack.child_env(target.base_env()),
         port=port,
         served_model=model.served_name,
         log_path=log_path,

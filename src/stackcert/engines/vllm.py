@@ -214,7 +214,7 @@ def serve(
             engine=engine,
             launcher=launcher,
             argv=argv,
-            env=engine_ops.selection_env(stack, stack.child_env(dict(os.environ)), placed),
+            env=engine_ops.selection_env(stack, stack.child_env(target.base_env()), placed),
             port=port,
             served_model=model.served_name,
             log_path=log_path,

@@ -289,7 +289,7 @@ def run_import_gate(
             f"Python interpreter not found: {python}", where="--python", fix="give an existing python"
         )
     log_dir.mkdir(parents=True, exist_ok=True)
-    child_env = dict(env if env is not None else os.environ)
+    child_env = dict(env if env is not None else target.base_env())
     child_env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     prog = progress or NullProgress()
     prog.on_start("import gate", total=len(reqs))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,11 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def python(self) -> str:
         """The target's Python: engines, offline workers and probes run with it."""
+
+    def base_env(self) -> dict[str, str]:
+        """The environment a child's variables are set on: this process's here, empty on a remote
+        target (whose own environment applies there)."""
+        return dict(os.environ)
 
     @abc.abstractmethod
     def run(self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Output:

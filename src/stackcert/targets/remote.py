@@ -26,23 +26,23 @@ _EXISTS = "import os,sys;sys.exit(0 if os.path.exists(sys.argv[1]) else 1)"
 _FRESH_DIR = "import os,shutil,sys;shutil.rmtree(sys.argv[1],ignore_errors=True);os.makedirs(sys.argv[1])"
 
 
-def guard_header(argv: Sequence[str], env: Mapping[str, str] | None, cwd: Path | None, grace: float) -> bytes:
-    """The JSON line the remote guard reads first: command, environment, folder, stop grace."""
+def guard_header(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+    grace: float,
+    unset: Sequence[str] = (),
+) -> bytes:
+    """The JSON line the remote guard reads first: command, variables to set and to unset on top of
+    the target's own environment, folder, stop grace."""
     payload = {
         "argv": [str(a) for a in argv],
         "env": dict(env or {}),
+        "unset": list(unset),
         "cwd": str(cwd) if cwd else None,
         "grace": grace,
     }
     return (json.dumps(payload) + "\n").encode()
-
-
-def env_delta(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The variables a child environment sets on top of this process's: only those go to the target
-    (this machine's PATH, HOME ... mean nothing there)."""
-    if env is None:
-        return {}
-    return {k: v for k, v in env.items() if os.environ.get(k) != v}
 
 
 def _drain(stream: IO[bytes], sink: list[bytes]) -> None:
@@ -123,19 +123,22 @@ class RemoteTarget(Target):
         cwd: Path | None,
         forwards: Sequence[tuple[int, int]] = (),
         grace: float = STOP_GRACE_S,
+        unset: Sequence[str] = (),
     ) -> Launch:
-        """The client running the remote guard; the command and env travel in the stdin header."""
+        """The client running the remote guard; the command and env travel in the stdin header
+        (`env`: only what to set on top of the target's environment, see `base_env`)."""
         return Launch(
             argv=self.client_argv([self.python, "-c", GUARD_SOURCE], forwards),
-            stdin_header=guard_header(argv, env_delta(env), cwd, grace),
+            stdin_header=guard_header(argv, env, cwd, grace, unset),
         )
+
+    def base_env(self) -> dict[str, str]:
+        """Nothing: the target's own environment is the base there (this machine's means nothing)."""
+        return {}
 
     def run(self, argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Output:
         """Run a short command in the target through the guard (env: variables to set there)."""
-        launch = self.launch(argv, None, None)
-        if env:
-            launch = Launch(launch.argv, guard_header(argv, dict(env), None, STOP_GRACE_S), launch.client_env)
-        return run_launch(launch, timeout)
+        return run_launch(self.launch(argv, env, None), timeout)
 
     def free_port(self) -> int:
         """A port free right now on the address servers bind in the target."""

@@ -36,6 +36,8 @@ def main() -> int:
         sys.stderr.write("stackcert guard: no command received\n")
         return 2
     env = dict(os.environ)
+    for name in header.get("unset") or []:  # the stack's unset_env, applied to the target's own env
+        env.pop(name, None)
     env.update(header.get("env") or {})
     grace = float(header.get("grace", 8.0))
     try:
