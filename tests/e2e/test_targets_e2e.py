@@ -51,22 +51,15 @@ phases:
   smoke: {options: {offline: false, max_tokens: 12, concurrency: 2}}
   bench: {profiles: [demo], options: {num_prompts: 2, concurrency: [1], output_len: 8, warmup: 0}}
   features: {enabled: false}
-  consistency:
-    options:
-      prompts_file: __PROMPTS__
-      tokens: {max_tokens: 8}
-      sharegpt_texts: 0
-      task_limit: 4
-      task_budget: 4
+  # Consistency is HTTP from here to the same servers smoke and bench already reached through the
+  # target: nothing target-specific left to prove, and it would cost ~25 s per run.
+  consistency: {enabled: false}
 gates: {perf_ratio: 0.01}
 """
-PROMPTS = ["Question: What is 12+7?\nAnswer:", "The capital of France is"]
 
 
 def _run(target_yaml: str, root: Path, reference: str) -> tuple[subprocess.CompletedProcess[str], Path]:
-    prompts = root / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    text = CONFIG.replace("__TARGET__", target_yaml).replace("__PROMPTS__", json.dumps(str(prompts)))
+    text = CONFIG.replace("__TARGET__", target_yaml)
     text = text.replace("__REF__", reference)
     (root / "run.yaml").write_text(text)
     run_dir = root / "run"
