@@ -95,23 +95,11 @@ def launch_server(
         err = missing_model_error(stack, model, target)
         if err is not None:
             raise err
-    if stack.engine == "vllm":
-        from stackcert.engines import vllm
+    if stack.engine in ("vllm", "transformers"):
+        from stackcert.engines import transformers_engine, vllm
 
-        with vllm.serve(
-            stack,
-            model,
-            run_dir=run_dir,
-            timeouts=timeouts,
-            progress=progress,
-            command=command,
-            target=target,
-        ) as server:
-            yield server
-    elif stack.engine == "transformers":
-        from stackcert.engines import transformers_engine
-
-        with transformers_engine.serve(
+        serve = vllm.serve if stack.engine == "vllm" else transformers_engine.serve
+        with serve(
             stack,
             model,
             run_dir=run_dir,

@@ -109,7 +109,6 @@ class ManagedProcess:
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=launch.client_env,
                 start_new_session=True,
             )
         finally:

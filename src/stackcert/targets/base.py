@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -44,7 +44,6 @@ class Launch:
 
     argv: list[str]
     stdin_header: bytes | None = None  # remote guards read the command and env from here
-    client_env: dict[str, str] | None = field(default=None)  # env of the local client (None: inherit)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -59,7 +57,6 @@ def run_launch(launch: Launch, timeout: float) -> Output:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=launch.client_env,
             start_new_session=True,
         )
     except OSError as exc:
@@ -164,17 +161,3 @@ class RemoteTarget(Target):
     def exists(self, path: Path) -> bool:
         """Whether the path exists in the target (False when the target cannot be asked)."""
         return self.run([self.python, "-c", _EXISTS, str(path)], timeout=self.spec.connect_timeout_s).ok
-
-    def shown(self, argv: Sequence[str]) -> str:
-        """A command as a person would type it (for messages)."""
-        return shlex.join(argv)
-
-
-def wait_gone(check: Callable[[], bool], timeout: float) -> bool:
-    """Poll `check` until it is False or the time is up; whether it went."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not check():
-            return True
-        time.sleep(0.2)
-    return not check()
